@@ -1,0 +1,23 @@
+"""The `rostra` command: serve, space, speak.
+
+CLI (composition root).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from rostra.cli import serve, space, speak
+
+app = typer.Typer(
+    help="Rostra: large live audio conversations, self-hosted.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("serve", help="Run the server: origin, API and pages on one machine.")(serve.serve)
+app.add_typer(space.app, name="space", help="Create, start, end, list spaces; mint invites.")
+app.command("speak", help="Publish a file or a tone to a space over WHIP.")(speak.speak)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,59 @@
+"""`rostra serve`: the all-in-one server (origin + API + pages), embedded storage by default.
+
+CLI.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from rostra.config import ADMIN_TOKEN_FILE, load_settings, with_secrets
+from rostra.log import setup_logging
+from rostra.web.app import create_app
+
+GRACEFUL_SHUTDOWN_S = 30
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [env ROSTRA_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [env ROSTRA_PORT]")] = None,
+    data: Annotated[Path | None, typer.Option(help="Data folder [env ROSTRA_DATA]")] = None,
+    public_url: Annotated[
+        str | None, typer.Option(help="Base of every absolute URL [env ROSTRA_PUBLIC_URL]")
+    ] = None,
+    tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM)")] = None,
+    tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM)")] = None,
+) -> None:
+    settings = load_settings(
+        {
+            "host": host,
+            "port": port,
+            "data": data,
+            "public_url": public_url,
+            "tls_cert": tls_cert,
+            "tls_key": tls_key,
+        }
+    )
+    settings, created = with_secrets(settings)
+    setup_logging(settings.log_level)
+    app = create_app(settings)
+    typer.echo(f"Rostra on {settings.base_url}  (data: {settings.data.resolve()})")
+    if created:
+        typer.echo(f"Generated {', '.join(created)} in {settings.data.resolve()}")
+    if not settings.public_url:
+        typer.echo(f"Admin token: in {settings.data / ADMIN_TOKEN_FILE}")
+    typer.echo(f"Create a space:  rostra space create --title 'My space' --server {settings.base_url}")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_certfile=settings.tls_cert or None,
+        ssl_keyfile=settings.tls_key or None,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        log_level="warning",
+        access_log=False,
+    )

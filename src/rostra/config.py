@@ -1,0 +1,130 @@
+"""Settings: read once from flags, ROSTRA_* environment variables and an optional rostra.toml.
+
+Foundation module: imports no plane. Secrets are generated into the data folder on first start
+unless the deployment supplies them (every node of a deployment must share one signing secret).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ROSTRA_"
+SECRET_BYTES = 32
+DEFAULT_PORT = 8080
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    data: Path = Path("data")
+    public_url: str = ""
+    ice_servers: tuple[str, ...] = ()
+    # Host addresses offered as ICE candidates; empty means every non-loopback interface.
+    ice_host_addresses: tuple[str, ...] = ()
+    tls_cert: str = ""
+    tls_key: str = ""
+    admin_token: str = ""
+    signing_secret: str = ""
+    invite_ttl_s: int = 7 * 24 * 3600
+    max_voices: int = 13
+    max_sdp_bytes: int = 64 * 1024
+    live_window_segments: int = 6
+    log_level: str = "info"
+    # Testing aid: drop this fraction of incoming speaker RTP packets (seeded), to prove concealment.
+    ingest_drop_rate: float = 0.0
+    ingest_drop_seed: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{self.host}:{self.port}"
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    kind = {f.name: f for f in fields(Settings)}[name].type
+    text = str(kind)
+    if isinstance(raw, str):
+        if "tuple" in text:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        if text == "int":
+            return int(raw)
+        if text == "float":
+            return float(raw)
+        if text == "Path":
+            return Path(raw)
+    if "tuple" in text and isinstance(raw, list):
+        return tuple(str(item) for item in raw)
+    if text == "Path":
+        return Path(str(raw))
+    return raw
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    toml_path: Path | None = None,
+) -> Settings:
+    """Defaults < rostra.toml < ROSTRA_* environment < explicit overrides (flags)."""
+    env = os.environ if environ is None else environ
+    names = {f.name for f in fields(Settings)} - {"extra"}
+    values: dict[str, Any] = {}
+    path = toml_path or Path(env.get(ENV_PREFIX + "CONFIG", "rostra.toml"))
+    if path.is_file():
+        with path.open("rb") as handle:
+            for key, raw in tomllib.load(handle).items():
+                if key in names:
+                    values[key] = _coerce(key, raw)
+    for key in names:
+        raw_env = env.get(ENV_PREFIX + key.upper())
+        if raw_env is not None and raw_env != "":
+            values[key] = _coerce(key, raw_env)
+    for key, raw in (overrides or {}).items():
+        if raw is not None and key in names:
+            values[key] = _coerce(key, raw)
+    return Settings(**values)
+
+
+def _read_or_create_secret(path: Path) -> tuple[str, bool]:
+    if path.is_file():
+        return path.read_text().strip(), False
+    value = secrets.token_urlsafe(SECRET_BYTES)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(value + "\n")
+    return value, True
+
+
+ADMIN_TOKEN_FILE = "admin_token"
+SIGNING_SECRET_FILE = "signing_secret"
+
+
+def with_secrets(settings: Settings) -> tuple[Settings, list[str]]:
+    """Fill the admin token and signing secret from config, or from/into the data folder.
+
+    Returns the settings and the names of secrets generated just now.
+    """
+    created: list[str] = []
+    admin = settings.admin_token
+    if not admin:
+        admin, is_new = _read_or_create_secret(settings.data / ADMIN_TOKEN_FILE)
+        if is_new:
+            created.append(ADMIN_TOKEN_FILE)
+    secret = settings.signing_secret
+    if not secret:
+        secret, is_new = _read_or_create_secret(settings.data / SIGNING_SECRET_FILE)
+        if is_new:
+            created.append(SIGNING_SECRET_FILE)
+    return replace(settings, admin_token=admin, signing_secret=secret), created

@@ -1,0 +1,179 @@
+"""Domain errors named as facts, grouped by category; web/problems.py alone maps them to HTTP.
+
+Foundation module: imports no plane.
+"""
+
+from __future__ import annotations
+
+
+class RostraError(Exception):
+    """Base of every error a client can cause; `detail` names the value and the rule."""
+
+    type_slug = "error"
+    title = "Error"
+
+    def __init__(self, detail: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after_s = retry_after_s
+
+
+class BadRequest(RostraError):
+    """The request cannot be parsed."""
+
+    type_slug = "bad-request"
+    title = "Malformed request"
+
+
+class Unauthorized(RostraError):
+    """A credential is missing, malformed, forged or expired."""
+
+    type_slug = "unauthorized"
+    title = "Missing or invalid credential"
+
+
+class Forbidden(RostraError):
+    """A valid credential that is not allowed here."""
+
+    type_slug = "forbidden"
+    title = "Not allowed"
+
+
+class NotFound(RostraError):
+    """The thing named does not exist."""
+
+    type_slug = "not-found"
+    title = "Not found"
+
+
+class Conflict(RostraError):
+    """The request conflicts with the current state."""
+
+    type_slug = "conflict"
+    title = "State conflict"
+
+
+class MethodNotAllowed(RostraError):
+    """The resource exists but does not take this method."""
+
+    type_slug = "method-not-allowed"
+    title = "Method not allowed"
+
+
+class PayloadTooLarge(RostraError):
+    """The body is larger than allowed."""
+
+    type_slug = "payload-too-large"
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(RostraError):
+    """The body has the wrong content type."""
+
+    type_slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class InvalidFields(RostraError):
+    """The body parses but its fields break a rule."""
+
+    type_slug = "invalid-fields"
+    title = "Invalid fields"
+
+
+class TooManyRequests(RostraError):
+    """One client is over its limit."""
+
+    type_slug = "too-many-requests"
+    title = "Too many requests"
+
+
+class Unavailable(RostraError):
+    """The service is overloaded or not ready."""
+
+    type_slug = "unavailable"
+    title = "Service unavailable"
+
+
+class SpaceNotFound(NotFound):
+    """No space has this id."""
+
+    type_slug = "space-not-found"
+
+
+class SpaceEnded(Conflict):
+    """The space has ended: no more speaking or state changes."""
+
+    type_slug = "space-ended"
+
+
+class SpaceNotLive(Conflict):
+    """The operation needs a live space."""
+
+    type_slug = "space-not-live"
+
+
+class StageFull(Conflict):
+    """The stage already holds the maximum number of voices."""
+
+    type_slug = "stage-full"
+
+
+class SpeakerNotFound(NotFound):
+    """No speaker session has this id in the space."""
+
+    type_slug = "speaker-not-found"
+
+
+class InvalidSdp(BadRequest):
+    """The SDP offer cannot be parsed or carries no usable audio."""
+
+    type_slug = "invalid-sdp"
+
+
+class CredentialMissing(Unauthorized):
+    """No credential was sent."""
+
+    type_slug = "credential-missing"
+
+
+class CredentialInvalid(Unauthorized):
+    """The credential is malformed, forged or tampered."""
+
+    type_slug = "credential-invalid"
+
+
+class CredentialExpired(Unauthorized):
+    """The credential was valid but has expired."""
+
+    type_slug = "credential-expired"
+
+
+class CredentialWrongSpace(Forbidden):
+    """The credential belongs to another space."""
+
+    type_slug = "credential-wrong-space"
+
+
+class InviteRevoked(Forbidden):
+    """The invite was revoked by the host."""
+
+    type_slug = "invite-revoked"
+
+
+class InviteUsedUp(Forbidden):
+    """The invite has been used as many times as it allows."""
+
+    type_slug = "invite-used-up"
+
+
+class RoleNotAllowed(Forbidden):
+    """The credential's role may not do this."""
+
+    type_slug = "role-not-allowed"
+
+
+class MediaNotFound(NotFound):
+    """No media file by this name."""
+
+    type_slug = "media-not-found"

@@ -1,0 +1,82 @@
+"""Program encoders: AAC-LC for HLS and the ADTS stream, full-band Opus for the Ogg stream.
+
+Media plane. Encoded once per format for the whole audience, never per listener (PyAV).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from rostra.media.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, Pcm
+
+AAC_BITRATE_BPS = 96_000
+AAC_FRAME_SAMPLES = 1024
+OPUS_BITRATE_BPS = 128_000
+OPUS_FRAME_SAMPLES = FRAME_SAMPLES
+OPUS_PRE_SKIP_SAMPLES = 312
+CHANNELS = 1
+TIME_BASE = Fraction(1, SAMPLE_RATE_HZ)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedPacket:
+    data: bytes
+    duration_samples: int
+
+
+def _frame(pcm: Pcm, pts: int, sample_format: str) -> av.AudioFrame:
+    if sample_format == "fltp":
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="fltp", layout="mono")
+    else:
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="flt", layout="mono")
+    frame.sample_rate = SAMPLE_RATE_HZ
+    frame.pts = pts
+    frame.time_base = TIME_BASE
+    return frame
+
+
+class _Encoder:
+    def __init__(self, codec: str, sample_format: str, bitrate_bps: int, options: dict[str, str]):
+        self._context = av.CodecContext.create(codec, "w")
+        self._context.sample_rate = SAMPLE_RATE_HZ
+        self._context.layout = "mono"
+        self._context.format = sample_format
+        self._context.bit_rate = bitrate_bps
+        self._context.time_base = TIME_BASE
+        self._context.options = options
+        self._context.open()
+        self._format = sample_format
+        self._pts = 0
+
+    @property
+    def extradata(self) -> bytes:
+        return bytes(self._context.extradata or b"")
+
+    def encode(self, pcm: Pcm) -> list[EncodedPacket]:
+        frame = _frame(np.ascontiguousarray(pcm, dtype=np.float32), self._pts, self._format)
+        self._pts += pcm.size
+        return self._packets(self._context.encode(frame))
+
+    def flush(self) -> list[EncodedPacket]:
+        return self._packets(self._context.encode(None))
+
+    def _packets(self, packets: list[av.Packet]) -> list[EncodedPacket]:
+        return [
+            EncodedPacket(data=bytes(packet), duration_samples=int(packet.duration or 0))
+            for packet in packets
+            if packet.size
+        ]
+
+
+class AacEncoder(_Encoder):
+    def __init__(self) -> None:
+        super().__init__("aac", "fltp", AAC_BITRATE_BPS, {})
+
+
+class OpusEncoder(_Encoder):
+    def __init__(self) -> None:
+        super().__init__("libopus", "flt", OPUS_BITRATE_BPS, {"application": "audio"})

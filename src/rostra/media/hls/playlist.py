@@ -1,0 +1,126 @@
+"""HLS playlist text (RFC 8216): the master playlist and the media playlist of fMP4 segments.
+
+Media plane. Pure text; the packager decides which segments a playlist lists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from itertools import pairwise
+
+# RFC 8216 §7: EXT-X-MAP without EXT-X-I-FRAMES-ONLY needs version 6; nothing here needs 7.
+PROTOCOL_VERSION = 6
+EXTINF_DECIMALS = 3
+
+_EXTINF_QUANTUM = Decimal(1).scaleb(-EXTINF_DECIMALS)
+_FORBIDDEN_IN_QUOTED_STRING = frozenset('"\r\n')
+_FORBIDDEN_IN_URI_LINE = frozenset("\r\n")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRef:
+    """One media segment as a playlist lists it."""
+
+    uri: str
+    duration_s: float
+    sequence_number: int
+
+    def __post_init__(self) -> None:
+        _check_uri(self.uri, forbidden=_FORBIDDEN_IN_URI_LINE)
+        if not (math.isfinite(self.duration_s) and self.duration_s > 0):
+            raise ValueError(f"segment '{self.uri}' lasts {self.duration_s} s; must be > 0")
+        if self.sequence_number < 0:
+            raise ValueError(f"segment '{self.uri}' has sequence number {self.sequence_number} < 0")
+
+
+def master_playlist(*, media_uri: str, bandwidth_bps: int, codecs: str) -> str:
+    """A master playlist with one variant stream whose segments start independently."""
+    _check_uri(media_uri, forbidden=_FORBIDDEN_IN_URI_LINE)
+    if bandwidth_bps <= 0:
+        raise ValueError(f"bandwidth {bandwidth_bps} bit/s must be > 0")
+    if not codecs or _FORBIDDEN_IN_QUOTED_STRING & set(codecs):
+        raise ValueError(f"codecs {codecs!r} is not a valid quoted string")
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{PROTOCOL_VERSION}",
+        "#EXT-X-INDEPENDENT-SEGMENTS",
+        f'#EXT-X-STREAM-INF:BANDWIDTH={bandwidth_bps},CODECS="{codecs}"',
+        media_uri,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def media_playlist(
+    *,
+    segments: Sequence[SegmentRef],
+    target_duration_s: int,
+    init_uri: str,
+    is_ended: bool,
+    is_vod: bool = False,
+    program_date_time: datetime | None = None,
+) -> str:
+    """A media playlist of consecutive `segments` sharing the init segment at `init_uri`.
+
+    `program_date_time` (timezone-aware) is the wall-clock start of the first listed segment.
+    A VOD playlist is complete, so `is_vod` requires `is_ended`.
+    """
+    _check_segments(segments, target_duration_s)
+    _check_uri(init_uri, forbidden=_FORBIDDEN_IN_QUOTED_STRING)
+    if is_vod and not is_ended:
+        raise ValueError("a VOD playlist never changes, so it must be ended")
+    media_sequence = segments[0].sequence_number if segments else 0
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{PROTOCOL_VERSION}",
+        f"#EXT-X-TARGETDURATION:{target_duration_s}",
+        f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}",
+    ]
+    if is_vod:
+        lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
+    lines += ["#EXT-X-INDEPENDENT-SEGMENTS", f'#EXT-X-MAP:URI="{init_uri}"']
+    if program_date_time is not None and segments:
+        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_iso8601_utc_ms(program_date_time)}")
+    for segment in segments:
+        lines += [f"#EXTINF:{_extinf(segment.duration_s)},", segment.uri]
+    if is_ended:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def _check_segments(segments: Sequence[SegmentRef], target_duration_s: int) -> None:
+    if target_duration_s <= 0:
+        raise ValueError(f"target duration {target_duration_s} s must be > 0")
+    for previous, segment in pairwise(segments):
+        if segment.sequence_number != previous.sequence_number + 1:
+            raise ValueError(
+                f"segment '{segment.uri}' has sequence number {segment.sequence_number} "
+                f"after {previous.sequence_number}; listed segments must be consecutive"
+            )
+    for segment in segments:
+        # RFC 8216 §4.3.3.1: each EXTINF, rounded to the nearest integer, <= target duration.
+        rounded_s = _extinf(segment.duration_s).to_integral_value(rounding=ROUND_HALF_UP)
+        if rounded_s > target_duration_s:
+            raise ValueError(
+                f"segment '{segment.uri}' lasts {segment.duration_s} s, which rounds to "
+                f"{rounded_s} s; the target duration is {target_duration_s} s"
+            )
+
+
+def _extinf(duration_s: float) -> Decimal:
+    return Decimal(repr(duration_s)).quantize(_EXTINF_QUANTUM, rounding=ROUND_HALF_UP)
+
+
+def _iso8601_utc_ms(moment: datetime) -> str:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"program date-time {moment.isoformat()} has no time zone")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _check_uri(uri: str, *, forbidden: frozenset[str]) -> None:
+    # A line that starts with '#' is a tag or a comment, never a URI.
+    if not uri or uri.startswith("#") or forbidden & set(uri):
+        raise ValueError(f"URI {uri!r} is empty, starts with '#' or holds a quote or line break")

@@ -1,0 +1,175 @@
+"""WHIP ingest (RFC 9725) on aiortc: one peer connection per speaker, its Opus packets handed to
+Rostra's jitter buffer, and the speaker's mix-minus sent back on the same connection.
+
+Media plane. aiortc's own audio jitter buffer is replaced at one hook point (see hook_receiver);
+aiortc is pinned to a minor version and tests/media/test_aiortc_hook.py fails if the hook moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from rostra.errors import InvalidSdp
+from rostra.media.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, Pcm, to_stereo_int16
+from rostra.media.encode import TIME_BASE
+from rostra.media.jitter import JitterBuffer
+
+log = logging.getLogger(__name__)
+
+JITTER_BUFFER_ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
+RETURN_QUEUE_FRAMES = 10
+ICE_GATHER_TIMEOUT_S = 10.0
+
+
+class PacketDropper:
+    """Seeded random loss in the receive path: proves concealment in tests and benchmarks."""
+
+    def __init__(self, rate: float, seed: int) -> None:
+        self.rate = rate
+        self._random = random.Random(seed)  # noqa: S311 - loss simulation, not security
+
+    def should_drop(self) -> bool:
+        return self.rate > 0 and self._random.random() < self.rate
+
+
+@dataclass(slots=True)
+class ReceiveStats:
+    packets: int = 0
+    dropped_by_test: int = 0
+    last_packet_s: float = field(default_factory=time.monotonic)
+
+
+class JitterHook:
+    """Stands where aiortc keeps its audio jitter buffer: every depayloaded packet goes to ours."""
+
+    def __init__(self, jitter: JitterBuffer, dropper: PacketDropper | None) -> None:
+        self.jitter = jitter
+        self.stats = ReceiveStats()
+        self._dropper = dropper
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        self.stats.packets += 1
+        self.stats.last_packet_s = time.monotonic()
+        if self._dropper is not None and self._dropper.should_drop():
+            self.stats.dropped_by_test += 1
+            return False, None
+        self.jitter.push(packet.sequence_number, packet.timestamp, bytes(packet._data))
+        return False, None
+
+
+def hook_receiver(receiver: Any, hook: JitterHook) -> None:
+    if not hasattr(receiver, JITTER_BUFFER_ATTRIBUTE):
+        raise RuntimeError(
+            "aiortc's RTCRtpReceiver no longer keeps its jitter buffer in "
+            f"{JITTER_BUFFER_ATTRIBUTE}; update rostra.media.ingest for this aiortc version"
+        )
+    setattr(receiver, JITTER_BUFFER_ATTRIBUTE, hook)
+
+
+class ReturnTrack(MediaStreamTrack):  # type: ignore[misc]
+    """The mix-minus, as an aiortc track: frames arrive from the mixer thread at real time."""
+
+    kind = "audio"
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._loop = loop
+        self._queue: asyncio.Queue[Pcm] = asyncio.Queue(maxsize=RETURN_QUEUE_FRAMES)
+        self._pts = 0
+
+    def push_threadsafe(self, pcm: Pcm) -> None:
+        self._loop.call_soon_threadsafe(self._push, pcm)
+
+    def _push(self, pcm: Pcm) -> None:
+        if self._queue.full():
+            self._queue.get_nowait()  # drop the oldest frame: latency stays bounded
+        self._queue.put_nowait(pcm)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        pcm = await self._queue.get()
+        frame = av.AudioFrame.from_ndarray(to_stereo_int16(pcm), format="s16", layout="stereo")
+        frame.sample_rate = SAMPLE_RATE_HZ
+        frame.pts = self._pts
+        frame.time_base = TIME_BASE
+        self._pts += FRAME_SAMPLES
+        return frame
+
+
+def _configuration(ice_servers: Sequence[str]) -> RTCConfiguration:
+    return RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in ice_servers])
+
+
+def _check_offer(sdp: str) -> None:
+    if not sdp.lstrip().startswith("v=0"):
+        raise InvalidSdp("the body is not an SDP offer: it must start with 'v=0'")
+    if "\nm=audio" not in sdp.replace("\r\n", "\n"):
+        raise InvalidSdp("the SDP offer has no audio media section ('m=audio')")
+
+
+class WhipConnection:
+    """One speaker's peer connection: receives their voice, sends their mix-minus."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        ice_servers: Sequence[str],
+        dropper: PacketDropper | None,
+        on_closed: Callable[[], None],
+    ) -> None:
+        self.jitter = JitterBuffer()
+        self.hook = JitterHook(self.jitter, dropper)
+        self.return_track = ReturnTrack(loop)
+        self._pc = RTCPeerConnection(_configuration(ice_servers))
+        self._on_closed = on_closed
+        self._is_closed = False
+
+        @self._pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
+        async def _state_changed() -> None:
+            if self._pc.connectionState in ("failed", "closed"):
+                await self.close()
+
+    async def answer(self, offer_sdp: str) -> str:
+        _check_offer(offer_sdp)
+        try:
+            await self._pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise InvalidSdp(f"the SDP offer cannot be used: {exc}") from exc
+        audio = [t for t in self._pc.getTransceivers() if t.kind == "audio"]
+        if not audio:
+            raise InvalidSdp("the SDP offer has no audio media section Rostra can receive")
+        hook_receiver(audio[0].receiver, self.hook)
+        self._pc.addTrack(self.return_track)
+        try:
+            answer = await self._pc.createAnswer()
+            async with asyncio.timeout(ICE_GATHER_TIMEOUT_S):
+                await self._pc.setLocalDescription(answer)
+        except (ValueError, KeyError) as exc:
+            raise InvalidSdp(f"no answer can be made for this offer: {exc}") from exc
+        return str(self._pc.localDescription.sdp)
+
+    async def close(self) -> None:
+        if self._is_closed:
+            return
+        self._is_closed = True
+        self.return_track.stop()
+        await self._pc.close()
+        self._on_closed()

@@ -1,0 +1,176 @@
+"""The origin: every space's pipeline and the speaker connections on its stage.
+
+Media plane. Takes orders (connect, go live, end) from the composition root in web/; knows no
+HTTP, store or stage rules beyond the voice limit it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rostra.errors import SpeakerNotFound, StageFull
+from rostra.ids import new_session_id
+from rostra.media.ice import restrict_ice_host_addresses
+from rostra.media.ingest import PacketDropper, WhipConnection
+from rostra.media.pipeline import SpacePipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class StageMember:
+    id: str
+    name: str
+    role: str
+    invite_id: str | None
+    is_muted: bool = False
+    joined_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(slots=True)
+class _Session:
+    member: StageMember
+    connection: WhipConnection
+
+
+class Origin:
+    def __init__(
+        self,
+        media_root: Path,
+        *,
+        ice_servers: Sequence[str] = (),
+        ice_host_addresses: Sequence[str] = (),
+        max_voices: int = 13,
+        window_segments: int = 6,
+        drop_rate: float = 0.0,
+        drop_seed: int = 0,
+    ) -> None:
+        self._root = media_root
+        self._ice_servers = tuple(ice_servers)
+        self._max_voices = max_voices
+        self._window = window_segments
+        self._drop_rate = drop_rate
+        self._drop_seed = drop_seed
+        self._pipelines: dict[str, SpacePipeline] = {}
+        self._sessions: dict[str, dict[str, _Session]] = {}
+        self._reserved: dict[str, int] = {}
+        restrict_ice_host_addresses(ice_host_addresses)
+
+    def media_dir(self, space_id: str) -> Path:
+        return self._root / space_id
+
+    def pipelines(self) -> dict[str, SpacePipeline]:
+        return dict(self._pipelines)
+
+    def pipeline(self, space_id: str) -> SpacePipeline | None:
+        return self._pipelines.get(space_id)
+
+    def stage(self, space_id: str) -> list[StageMember]:
+        sessions = self._sessions.get(space_id, {})
+        return sorted((s.member for s in sessions.values()), key=lambda m: m.joined_at)
+
+    def stream_listeners(self, space_id: str) -> int:
+        pipeline = self._pipelines.get(space_id)
+        if pipeline is None:
+            return 0
+        return pipeline.adts.listener_count + pipeline.opus.listener_count
+
+    def _ensure_pipeline(self, space_id: str) -> SpacePipeline:
+        pipeline = self._pipelines.get(space_id)
+        if pipeline is None:
+            pipeline = SpacePipeline(
+                space_id,
+                self.media_dir(space_id),
+                asyncio.get_running_loop(),
+                window_segments=self._window,
+            )
+            self._pipelines[space_id] = pipeline
+        return pipeline
+
+    async def connect(
+        self,
+        space_id: str,
+        offer_sdp: str,
+        *,
+        name: str,
+        role: str,
+        invite_id: str | None,
+    ) -> tuple[StageMember, str]:
+        """Put a speaker on stage: the SDP answer, once the connection is set up."""
+        sessions = self._sessions.setdefault(space_id, {})
+        voices = len(sessions) + self._reserved.get(space_id, 0)
+        if voices >= self._max_voices:
+            raise StageFull(
+                f"space '{space_id}' allows {self._max_voices} voices; {voices} are on stage"
+            )
+        self._reserved[space_id] = self._reserved.get(space_id, 0) + 1
+        session_id = new_session_id()
+        dropper = PacketDropper(self._drop_rate, self._drop_seed) if self._drop_rate else None
+        connection = WhipConnection(
+            asyncio.get_running_loop(),
+            ice_servers=self._ice_servers,
+            dropper=dropper,
+            on_closed=lambda: self._forget(space_id, session_id),
+        )
+        member = StageMember(
+            id=session_id, name=name or f"Speaker {voices + 1}", role=role, invite_id=invite_id
+        )
+        try:
+            answer = await connection.answer(offer_sdp)
+        except BaseException:
+            await connection.close()
+            raise
+        finally:
+            self._reserved[space_id] -= 1
+        pipeline = self._ensure_pipeline(space_id)
+        sessions[session_id] = _Session(member=member, connection=connection)
+        pipeline.add_voice(session_id, connection.jitter, connection.return_track.push_threadsafe)
+        log.info("speaker joined", extra={"space": space_id, "session": session_id})
+        return member, answer
+
+    def _forget(self, space_id: str, session_id: str) -> None:
+        session = self._sessions.get(space_id, {}).pop(session_id, None)
+        pipeline = self._pipelines.get(space_id)
+        if pipeline is not None:
+            pipeline.remove_voice(session_id)
+        if session is not None:
+            log.info("speaker left", extra={"space": space_id, "session": session_id})
+
+    def connection(self, space_id: str, session_id: str) -> WhipConnection:
+        session = self._sessions.get(space_id, {}).get(session_id)
+        if session is None:
+            raise SpeakerNotFound(f"space '{space_id}' has no speaker session '{session_id[:40]}'")
+        return session.connection
+
+    async def disconnect(self, space_id: str, session_id: str) -> None:
+        await self.connection(space_id, session_id).close()
+
+    async def disconnect_invite(self, space_id: str, invite_id: str) -> int:
+        sessions = list(self._sessions.get(space_id, {}).values())
+        matching = [s for s in sessions if s.member.invite_id == invite_id]
+        for session in matching:
+            await session.connection.close()
+        return len(matching)
+
+    async def go_live(self, space_id: str, started_at: datetime) -> None:
+        self._ensure_pipeline(space_id).start_program(started_at)
+
+    async def end(self, space_id: str) -> None:
+        for session in list(self._sessions.get(space_id, {}).values()):
+            await session.connection.close()
+        self._sessions.pop(space_id, None)
+        pipeline = self._pipelines.pop(space_id, None)
+        if pipeline is not None:
+            await asyncio.to_thread(pipeline.stop)
+
+    async def shutdown(self) -> list[str]:
+        """End every space that has a pipeline; the ids of those that were on air."""
+        on_air = [sid for sid, p in self._pipelines.items() if p.is_on_air]
+        for space_id in list(self._pipelines):
+            await self.end(space_id)
+        return on_air

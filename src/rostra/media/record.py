@@ -1,0 +1,50 @@
+"""The recording: every segment written and fsync'd as it is made, so a crash loses at most the
+segment in flight; the replay playlist and a single-file download are derived from those files.
+
+Media plane.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+SEGMENT_NAME_RE = re.compile(r"^seg_(\d{6})\.m4s$")
+INIT_NAME = "init.mp4"
+LIVE_PLAYLIST_NAME = "audio.m3u8"
+REPLAY_PLAYLIST_NAME = "replay.m3u8"
+DOWNLOAD_NAME = "audio.m4a"
+
+
+def segment_name(sequence_number: int) -> str:
+    return f"seg_{sequence_number:06d}.m4s"
+
+
+def write_durable(path: Path, data: bytes, *, is_durable: bool = True) -> None:
+    """Write to a temporary name, fsync, rename over: readers see the old or the new file whole."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("wb") as handle:
+        handle.write(data)
+        if is_durable:
+            handle.flush()
+            os.fsync(handle.fileno())
+    temporary.replace(path)
+    if is_durable:
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def recorded_segments(directory: Path) -> list[int]:
+    """Sequence numbers of the segments on disk, in order."""
+    if not directory.is_dir():
+        return []
+    numbers = []
+    for entry in directory.iterdir():
+        match = SEGMENT_NAME_RE.fullmatch(entry.name)
+        if match:
+            numbers.append(int(match.group(1)))
+    return sorted(numbers)

@@ -1,0 +1,1 @@
+"""Stage plane: spaces, roles, invites."""

@@ -1,0 +1,60 @@
+"""Signed tokens for hosts and speaker invites (JWT, HS256, the deployment's signing secret).
+
+Stage plane.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import jwt
+
+from rostra.errors import (
+    CredentialExpired,
+    CredentialInvalid,
+    CredentialMissing,
+    CredentialWrongSpace,
+)
+from rostra.log import redact
+from rostra.stage.roles import Role
+
+ALGORITHM = "HS256"
+HOST_TYPE = "host"
+INVITE_TYPE = "invite"
+
+
+class TokenSigner:
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    def host_token(self, space_id: str) -> str:
+        return jwt.encode({"typ": HOST_TYPE, "spc": space_id}, self._secret, algorithm=ALGORITHM)
+
+    def invite_token(self, space_id: str, invite_id: str, expires_at: datetime) -> str:
+        claims = {"typ": INVITE_TYPE, "spc": space_id, "inv": invite_id, "exp": expires_at}
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str | None, space_id: str) -> tuple[Role, dict[str, Any]]:
+        """The role and claims of a token for this space, or a typed error saying why not."""
+        if not token:
+            raise CredentialMissing("send the host or invite token as 'Authorization: Bearer …'")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, self._secret, algorithms=[ALGORITHM], options={"require": ["typ", "spc"]}
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise CredentialExpired(f"token {redact(token)} has expired") from exc
+        except jwt.PyJWTError as exc:
+            raise CredentialInvalid(
+                f"token {redact(token)} is not a valid Rostra token (malformed or forged)"
+            ) from exc
+        kind = claims.get("typ")
+        if kind not in (HOST_TYPE, INVITE_TYPE):
+            raise CredentialInvalid(f"token {redact(token)} has an unknown type")
+        if claims.get("spc") != space_id:
+            raise CredentialWrongSpace(
+                f"token {redact(token)} belongs to another space, not '{space_id}'"
+            )
+        role = Role.HOST if kind == HOST_TYPE else Role.SPEAKER
+        return role, claims

@@ -1,0 +1,37 @@
+"""Who may call the admin and host API: the admin token, or a space's host token.
+
+Web plane.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from rostra.errors import CredentialInvalid, CredentialMissing
+from rostra.web.inputs import bearer
+from rostra.web.services import Services
+
+
+def is_admin(services: Services, token: str | None) -> bool:
+    return bool(token) and hmac.compare_digest(
+        str(token).encode(), services.settings.admin_token.encode()
+    )
+
+
+def require_admin(services: Services, request: Request) -> None:
+    token = bearer(request)
+    if not token:
+        raise CredentialMissing("send the admin token as 'Authorization: Bearer …'")
+    if not is_admin(services, token):
+        raise CredentialInvalid("the bearer token is not this deployment's admin token")
+
+
+def require_admin_or_host(services: Services, request: Request, space_id: str) -> None:
+    token = bearer(request)
+    if is_admin(services, token):
+        return
+    if token is not None and token.count(".") != 2 and token:
+        raise CredentialInvalid("the bearer token is neither the admin token nor a host token")
+    services.invites.require_host(token, space_id)

@@ -1,0 +1,186 @@
+"""What listeners read: HLS playlists and segments, the progressive streams, state.json, and the
+replay after the end. Nothing here is per listener, so any HTTP cache can serve it.
+
+Web plane.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+
+from rostra.clock import iso_utc
+from rostra.errors import MediaNotFound, SpaceEnded, SpaceNotLive, Unavailable
+from rostra.media.hls.packager import master_text, replay_text
+from rostra.media.record import DOWNLOAD_NAME, INIT_NAME, REPLAY_PLAYLIST_NAME
+from rostra.stage.spaces import SpaceStatus
+from rostra.store.base import SpaceRecord
+from rostra.web.services import Services
+
+router = APIRouter(tags=["listen"])
+
+SEGMENT_FILE_RE = re.compile(r"^(init\.mp4|seg_\d{6}\.m4s)$")
+IMMUTABLE = "public, max-age=31536000, immutable"
+# at most half a segment: HTTP caching has whole seconds, so playlists are revalidated each time
+PLAYLIST_CACHE = "public, max-age=0, must-revalidate"
+STATE_CACHE = "public, max-age=1"
+HLS_TYPE = "application/vnd.apple.mpegurl"
+STREAM_NAME_HEADER = "icy-name"
+DOWNLOAD_RETRY_S = 2.0
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def _media_file(services: Services, space: SpaceRecord, name: str) -> Response:
+    if not SEGMENT_FILE_RE.fullmatch(name):
+        raise MediaNotFound(f"'{name[:80]}' is not a media file name of this space")
+    path = services.origin.media_dir(space.id) / name
+    if not path.is_file():
+        raise MediaNotFound(f"space '{space.id}' has no media file '{name}'")
+    media_type = "audio/mp4" if name.endswith(".mp4") else "audio/iso.segment"
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMMUTABLE})
+
+
+@router.get("/live/{space_id}/index.m3u8", summary="Live HLS (master playlist)")
+async def live_master(space_id: str, request: Request) -> Response:
+    services = _services(request)
+    services.spaces.get(space_id)
+    return Response(
+        master_text(), media_type=HLS_TYPE, headers={"Cache-Control": "public, max-age=60"}
+    )
+
+
+@router.get("/live/{space_id}/audio.m3u8", summary="Live HLS (media playlist)")
+async def live_playlist(space_id: str, request: Request) -> Response:
+    services = _services(request)
+    space = services.spaces.get(space_id)
+    pipeline = services.origin.pipeline(space.id)
+    text = pipeline.live_playlist() if pipeline is not None else None
+    if text is None:
+        if space.status == SpaceStatus.ENDED:
+            text = replay_text(services.origin.media_dir(space.id))
+        if text is None:
+            raise SpaceNotLive(
+                f"space '{space.id}' is {space.status}: its program has no segment yet",
+                retry_after_s=1.0,
+            )
+    return Response(text, media_type=HLS_TYPE, headers={"Cache-Control": PLAYLIST_CACHE})
+
+
+@router.get("/live/{space_id}/state.json", summary="Stage, status and counts (cacheable 1 s)")
+async def state(space_id: str, request: Request) -> JSONResponse:
+    services = _services(request)
+    space = services.spaces.get(space_id)
+    stage = [
+        {"id": m.id, "name": m.name, "role": m.role, "muted": m.is_muted}
+        for m in services.origin.stage(space.id)
+    ]
+    body: dict[str, Any] = {
+        "id": space.id,
+        "status": space.status,
+        "title": space.title,
+        "scheduled_at": iso_utc(space.scheduled_at),
+        "started_at": iso_utc(space.started_at),
+        "ended_at": iso_utc(space.ended_at),
+        "stage": stage,
+        "listeners": 0,
+        "error": 0.0,
+        "peak": 0,
+        "admitted": 0,
+        "stream_listeners": services.origin.stream_listeners(space.id),
+        "counted_at": iso_utc(services.clock.now()),
+        "stale": False,
+        "reactions": {},
+        "hands": 0,
+    }
+    return JSONResponse(body, headers={"Cache-Control": STATE_CACHE})
+
+
+def _stream(services: Services, space: SpaceRecord, kind: str) -> StreamingResponse:
+    if space.status == SpaceStatus.ENDED:
+        raise SpaceEnded(f"space '{space.id}' has ended; its replay is at /replay/{space.id}/")
+    pipeline = services.origin.pipeline(space.id)
+    if space.status != SpaceStatus.LIVE or pipeline is None or not pipeline.is_on_air:
+        raise SpaceNotLive(f"space '{space.id}' is not live yet", retry_after_s=5.0)
+    broadcast = pipeline.adts if kind == "aac" else pipeline.opus
+    media_type = "audio/aac" if kind == "aac" else "audio/ogg"
+    headers = {
+        "Cache-Control": "no-store",
+        STREAM_NAME_HEADER: space.title[:200].encode("ascii", "replace").decode(),
+        "icy-pub": "0",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return StreamingResponse(broadcast.listen(), media_type=media_type, headers=headers)
+
+
+@router.get("/live/{space_id}/stream.aac", summary="Progressive AAC stream (ADTS) for any player")
+async def stream_aac(space_id: str, request: Request) -> StreamingResponse:
+    services = _services(request)
+    return _stream(services, services.spaces.get(space_id), "aac")
+
+
+@router.get("/live/{space_id}/stream.opus", summary="Progressive Ogg/Opus stream, full band")
+async def stream_opus(space_id: str, request: Request) -> StreamingResponse:
+    services = _services(request)
+    return _stream(services, services.spaces.get(space_id), "opus")
+
+
+@router.get("/live/{space_id}/{name}", summary="Live HLS init and media segments (immutable)")
+async def live_file(space_id: str, name: str, request: Request) -> Response:
+    services = _services(request)
+    return _media_file(services, services.spaces.get(space_id), name)
+
+
+def _require_ended(space: SpaceRecord) -> None:
+    if space.status != SpaceStatus.ENDED:
+        raise SpaceNotLive(
+            f"space '{space.id}' is {space.status}; its replay is ready after it ends"
+        )
+
+
+@router.get("/replay/{space_id}/index.m3u8", summary="Replay (VOD playlist, seekable)")
+async def replay_playlist(space_id: str, request: Request) -> Response:
+    services = _services(request)
+    space = services.spaces.get(space_id)
+    _require_ended(space)
+    directory = services.origin.media_dir(space.id)
+    path = directory / REPLAY_PLAYLIST_NAME
+    text = path.read_text() if path.is_file() else replay_text(directory)
+    if text is None:
+        raise MediaNotFound(f"space '{space.id}' was never on air: there is nothing to replay")
+    return Response(text, media_type=HLS_TYPE, headers={"Cache-Control": "public, max-age=60"})
+
+
+@router.get("/replay/{space_id}/audio.m4a", summary="Download the whole recording")
+async def replay_download(space_id: str, request: Request) -> Response:
+    services = _services(request)
+    space = services.spaces.get(space_id)
+    _require_ended(space)
+    path = services.origin.media_dir(space.id) / DOWNLOAD_NAME
+    if not path.is_file():
+        if (services.origin.media_dir(space.id) / INIT_NAME).is_file():
+            raise Unavailable(
+                "the download file is being prepared", retry_after_s=DOWNLOAD_RETRY_S
+            )
+        raise MediaNotFound(f"space '{space.id}' was never on air: there is nothing to download")
+    filename = f"rostra-{space.id}.m4a"
+    return FileResponse(
+        path,
+        media_type="audio/mp4",
+        filename=filename,
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
+@router.get("/replay/{space_id}/{name}", summary="Replay init and media segments (immutable)")
+async def replay_file(space_id: str, name: str, request: Request) -> Response:
+    services = _services(request)
+    space = services.spaces.get(space_id)
+    _require_ended(space)
+    return _media_file(services, space, name)

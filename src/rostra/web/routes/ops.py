@@ -1,0 +1,62 @@
+"""Operations: /healthz and Prometheus /metrics.
+
+Web plane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.responses import Response
+
+from rostra.media.origin import Origin
+
+router = APIRouter(tags=["operations"])
+
+
+class OriginCollector(Collector):
+    """Reads the origin's state at scrape time: nothing to keep in step."""
+
+    def __init__(self, origin: Origin) -> None:
+        self._origin = origin
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        pipelines = self._origin.pipelines()
+        on_air = GaugeMetricFamily("rostra_spaces_on_air", "Spaces whose program is on air")
+        on_air.add_metric([], sum(1 for p in pipelines.values() if p.is_on_air))
+        yield on_air
+        voices = GaugeMetricFamily("rostra_voices", "Speakers connected", labels=["space"])
+        streams = GaugeMetricFamily(
+            "rostra_stream_listeners", "Open progressive-stream connections", labels=["space"]
+        )
+        late = CounterMetricFamily(
+            "rostra_mixer_late_ticks", "Mixer ticks past their deadline", labels=["space"]
+        )
+        lateness = GaugeMetricFamily(
+            "rostra_mixer_max_lateness_seconds", "Worst mixer tick lateness", labels=["space"]
+        )
+        dropped = CounterMetricFamily(
+            "rostra_program_frames_dropped", "Program frames the encoder missed", labels=["space"]
+        )
+        for space_id, pipeline in pipelines.items():
+            voices.add_metric([space_id], pipeline.voice_count)
+            streams.add_metric([space_id], self._origin.stream_listeners(space_id))
+            late.add_metric([space_id], pipeline.clock_stats.late_ticks)
+            lateness.add_metric([space_id], pipeline.clock_stats.max_lateness_s)
+            dropped.add_metric([space_id], pipeline.clock_stats.dropped_program_frames)
+        yield from (voices, streams, late, lateness, dropped)
+
+
+@router.get("/healthz", summary="Liveness and readiness")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(request: Request) -> Response:
+    registry: CollectorRegistry = request.app.state.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,125 @@
+"""The spaces API: create, list, read, start, end; speaker invites; the host's stage controls.
+
+Web plane.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse, Response
+
+from rostra.clock import iso_utc
+from rostra.web.auth import require_admin, require_admin_or_host
+from rostra.web.inputs import read_json
+from rostra.web.services import Services
+
+router = APIRouter(prefix="/api/v1/spaces", tags=["spaces"])
+
+
+class SpaceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=200)
+    scheduled_at: datetime | None = None
+    live: bool = False
+
+
+class InviteCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(default=None, max_length=60)
+    uses: int | None = Field(default=None, ge=1, le=10_000)
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+@router.post("", status_code=201, summary="Create a space")
+async def create_space(request: Request) -> JSONResponse:
+    services = _services(request)
+    require_admin(services, request)
+    body = await read_json(request, SpaceCreate)
+    space = services.spaces.create(body.title, scheduled_at=body.scheduled_at, is_live=body.live)
+    services.invites.mint(space.id)
+    if body.live and space.started_at is not None:
+        await services.origin.go_live(space.id, space.started_at)
+    return JSONResponse(services.space_json(space, is_private=True), status_code=201)
+
+
+@router.get("", summary="List spaces")
+async def list_spaces(request: Request) -> dict[str, Any]:
+    services = _services(request)
+    require_admin(services, request)
+    return {"spaces": [services.space_json(s, is_private=True) for s in services.spaces.list()]}
+
+
+@router.get("/{space_id}", summary="Read a space")
+async def get_space(space_id: str, request: Request) -> dict[str, Any]:
+    services = _services(request)
+    space = services.spaces.get(space_id)
+    require_admin_or_host(services, request, space.id)
+    return services.space_json(space, is_private=True)
+
+
+@router.post("/{space_id}/start", summary="Go live")
+async def start_space(space_id: str, request: Request) -> dict[str, Any]:
+    services = _services(request)
+    services.spaces.get(space_id)
+    require_admin_or_host(services, request, space_id)
+    space = services.spaces.start(space_id)
+    assert space.started_at is not None
+    await services.origin.go_live(space.id, space.started_at)
+    return services.space_json(space, is_private=True)
+
+
+@router.post("/{space_id}/end", summary="End the space; its recording becomes the replay")
+async def end_space(space_id: str, request: Request) -> dict[str, Any]:
+    services = _services(request)
+    services.spaces.get(space_id)
+    require_admin_or_host(services, request, space_id)
+    space = services.spaces.end(space_id)
+    await services.origin.end(space.id)
+    return services.space_json(space, is_private=True)
+
+
+@router.post("/{space_id}/invites", status_code=201, summary="Mint a speaker invite link")
+async def create_invite(space_id: str, request: Request) -> JSONResponse:
+    services = _services(request)
+    services.spaces.get(space_id)
+    require_admin_or_host(services, request, space_id)
+    services.spaces.require_open(space_id)
+    body = await read_json(request, InviteCreate, is_optional=True)
+    minted = services.invites.mint(space_id, name=body.name, uses=body.uses)
+    return JSONResponse(
+        {
+            "id": minted.record.id,
+            "speaker_invite_url": services.speaker_invite_url(space_id, minted.token),
+            "expires_at": iso_utc(minted.record.expires_at),
+            "name": minted.record.name,
+            "uses": minted.record.uses_max,
+        },
+        status_code=201,
+    )
+
+
+@router.delete("/{space_id}/invites/{invite_id}", summary="Revoke an invite; its speakers leave")
+async def revoke_invite(space_id: str, invite_id: str, request: Request) -> dict[str, Any]:
+    services = _services(request)
+    services.spaces.get(space_id)
+    require_admin_or_host(services, request, space_id)
+    services.invites.revoke(space_id, invite_id)
+    removed = await services.origin.disconnect_invite(space_id, invite_id)
+    return {"revoked": invite_id, "sessions_ended": removed}
+
+
+@router.delete("/{space_id}/stage/{session_id}", summary="Remove a speaker from the stage")
+async def remove_speaker(space_id: str, session_id: str, request: Request) -> Response:
+    services = _services(request)
+    services.spaces.get(space_id)
+    require_admin_or_host(services, request, space_id)
+    await services.origin.disconnect(space_id, session_id)
+    return Response(status_code=204)

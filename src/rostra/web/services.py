@@ -1,0 +1,73 @@
+"""The server's parts, wired once: settings, stores, stage services, the media origin.
+
+Web plane (composition root).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rostra.clock import Clock, iso_utc
+from rostra.config import Settings
+from rostra.media.origin import Origin
+from rostra.stage.invites import InviteService
+from rostra.stage.spaces import SpaceService
+from rostra.stage.tokens import TokenSigner
+from rostra.store.base import SpaceRecord, SpaceStore
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    clock: Clock
+    store: SpaceStore
+    spaces: SpaceService
+    invites: InviteService
+    signer: TokenSigner
+    origin: Origin
+
+    def url(self, path: str) -> str:
+        return self.settings.base_url + path
+
+    def default_invite_token(self, space: SpaceRecord) -> str | None:
+        """The reusable invite minted with the space: its link is part of the space's JSON."""
+        candidates = [
+            invite
+            for invite in self.store.list_invites(space.id)
+            if invite.uses_max is None and not invite.is_revoked and not invite.name
+        ]
+        if not candidates:
+            return None
+        first = min(candidates, key=lambda invite: invite.created_at)
+        return self.signer.invite_token(space.id, first.id, first.expires_at)
+
+    def speaker_invite_url(self, space_id: str, token: str) -> str:
+        return self.url(f"/speak/{space_id}?invite={token}")
+
+    def space_json(self, space: SpaceRecord, *, is_private: bool) -> dict[str, Any]:
+        sid = space.id
+        body: dict[str, Any] = {
+            "id": sid,
+            "title": space.title,
+            "status": space.status,
+            "created_at": iso_utc(space.created_at),
+            "scheduled_at": iso_utc(space.scheduled_at),
+            "started_at": iso_utc(space.started_at),
+            "ended_at": iso_utc(space.ended_at),
+            "whip_url": self.url(f"/whip/{sid}"),
+            "listen_url": self.url(f"/listen/{sid}"),
+            "hls_url": self.url(f"/live/{sid}/index.m3u8"),
+            "stream_url": self.url(f"/live/{sid}/stream.aac"),
+            "opus_stream_url": self.url(f"/live/{sid}/stream.opus"),
+            "state_url": self.url(f"/live/{sid}/state.json"),
+            "replay_url": self.url(f"/replay/{sid}/index.m3u8"),
+            "download_url": self.url(f"/replay/{sid}/audio.m4a"),
+        }
+        if is_private:
+            body["host_url"] = self.url(f"/host/{sid}?token={self.signer.host_token(sid)}")
+            invite = self.default_invite_token(space)
+            body["speaker_invite_url"] = (
+                self.speaker_invite_url(sid, invite) if invite is not None else None
+            )
+        return body
