@@ -53,7 +53,7 @@ def test_reframed_stream_decodes_as_mono_aac_at_the_sample_rate(ffmpeg_adts: byt
 
     with av.open(io.BytesIO(stream), "r", format="aac") as container:
         audio = container.streams.audio[0]
-        decoded_samples = sum(int(frame.samples) for frame in container.decode(audio))
+        decoded_samples = sum(frame.samples for frame in container.decode(audio))
         assert audio.codec_context.name == "aac"
         assert audio.codec_context.sample_rate == SAMPLE_RATE_HZ
         assert audio.codec_context.channels == 1

@@ -104,12 +104,13 @@ def _decode(path: Path) -> Decoded:
         frames = list(container.decode(stream))
         context = stream.codec_context
         assert all(frame.time_base == Fraction(1, SAMPLE_RATE_HZ) for frame in frames)
-        pts = [frame.pts or 0 for frame in frames]
-        assert None not in (frame.pts for frame in frames)
+        pts = [frame.pts for frame in frames]
+        first_pts = pts[0]
+        assert first_pts is not None
         # tfdt and the sample durations put every frame right after the previous one.
-        assert pts == [pts[0] + index * AAC_FRAME_SAMPLES for index in range(len(frames))]
+        assert pts == [first_pts + index * AAC_FRAME_SAMPLES for index in range(len(frames))]
         pcm = np.concatenate([frame.to_ndarray()[0] for frame in frames]).astype(np.float32)
-        return Decoded(context.name, context.sample_rate, context.channels, pts[0], pcm)
+        return Decoded(context.name, context.sample_rate, context.channels, first_pts, pcm)
 
 
 def _dominant_hz(pcm: Signal) -> float:

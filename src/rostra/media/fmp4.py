@@ -85,6 +85,7 @@ def init_segment(
         )
     channel_configuration(channels)
     _check_u32("track_id", track_id, minimum=1)
+    _check_u32("next_track_ID", track_id + 1, minimum=2)
     moov = _box(
         b"moov",
         _mvhd(next_track_id=track_id + 1),

@@ -9,8 +9,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-OPUS_GRANULE_RATE_HZ = 48_000  # RFC 7845 §4: granule positions count 48 kHz samples
-
 _OPUS_HEAD_MAGIC = b"OpusHead"
 _OPUS_TAGS_MAGIC = b"OpusTags"
 _OPUS_HEAD_VERSION = 1
@@ -27,7 +25,7 @@ _HEADER_TYPE_BOS = 0x02
 _HEADER_TYPE_EOS = 0x04
 # capture pattern, version, header type, granule, serial, sequence, CRC, segment count
 _PAGE_HEADER = struct.Struct("<4sBBqIIIB")
-_CRC_OFFSET = 22
+_CRC_OFFSET = struct.calcsize("<4sBBqII")  # the CRC follows the page sequence number
 _LACING_MAX = 255  # a lacing value below this ends the packet
 _MAX_SEGMENTS_PER_PAGE = 255
 
@@ -102,6 +100,8 @@ class OggPager:
     def __init__(self, serial_number: int, *, first_sequence_number: int = 0) -> None:
         if not 0 <= serial_number <= _U32_MAX:
             raise ValueError(f"serial number {serial_number} does not fit 32 bits")
+        if not 0 <= first_sequence_number <= _U32_MAX:
+            raise ValueError(f"page sequence number {first_sequence_number} does not fit 32 bits")
         self.serial_number = serial_number
         self._next_sequence = first_sequence_number
 
@@ -118,7 +118,11 @@ class OggPager:
         is_first: bool = False,
         is_last: bool = False,
     ) -> bytes:
-        """One page holding `packets`; `granule_position` is the one after its last packet."""
+        """One page holding `packets`, ending at `granule_position`.
+
+        For Opus the granule position counts 48 kHz samples, pre-skip included, up to the end
+        of the last packet on the page (RFC 7845 §4).
+        """
         if not packets:
             raise ValueError("a page needs at least one packet")
         if not _I64_MIN <= granule_position <= _I64_MAX:
@@ -153,7 +157,7 @@ def header_pages(
     Build them once, first on `pager`, and send them to every listener before the shared
     audio pages. A late joiner sees a jump in page sequence numbers and a large first granule
     position: FFmpeg and libopusfile decode it on the source timeline (dropping pre-skip
-    samples after the join), and libogg reports it as a gap, as for any live stream.
+    samples after the join); opusinfo notes the gap as "normal for live streams".
     """
     head = opus_head(
         channels=channels, pre_skip=pre_skip, input_sample_rate_hz=input_sample_rate_hz

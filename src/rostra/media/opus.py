@@ -147,8 +147,8 @@ class OpusDecoder:
                 _as_uchar(buffer), len(payload), self.sample_rate_hz
             )
         )
-        if count < 0:
-            raise OpusError(count, "cannot read the packet duration")
+        if count <= 0:  # a code 3 packet may claim zero frames (RFC 6716 §3.2.5)
+            raise OpusError(count or OPUS_INVALID_PACKET, "cannot read the packet duration")
         return count
 
     def has_fec(self, payload: bytes) -> bool:

@@ -43,9 +43,10 @@ def replay_text(directory: Path) -> str | None:
     numbers = recorded_segments(directory)
     if not numbers:
         return None
-    refs = [SegmentRef(segment_name(n), SEGMENT_DURATION_S, n) for n in numbers]
+    # positions, not file numbers: a segment lost in a crash leaves no hole in the playlist
+    refs = [SegmentRef(segment_name(n), SEGMENT_DURATION_S, i) for i, n in enumerate(numbers)]
     last = directory / segment_name(numbers[-1])
-    refs[-1] = SegmentRef(refs[-1].uri, _segment_duration_s(last), numbers[-1])
+    refs[-1] = SegmentRef(refs[-1].uri, _segment_duration_s(last), len(numbers) - 1)
     return media_playlist(
         segments=refs,
         target_duration_s=TARGET_DURATION_S,

@@ -1,0 +1,5 @@
+"""`python -m rostra` is the `rostra` command."""
+
+from rostra.cli import main
+
+main()

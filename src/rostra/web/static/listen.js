@@ -1,0 +1,235 @@
+// The listener page: status, the play button (live HLS, or the replay once the space ended), who is
+// on stage, the counts, and plain stream links for other players.
+import { request } from './api.js';
+import { ProgramPlayer } from './player.js';
+import { spaceIdFromPath, spaceUrls } from './space-url.js';
+import { formatClock, formatCount, formatWhen, renderStage, renderStatus } from './stage-view.js';
+import { watchState } from './state.js';
+
+const $ = (id) => document.getElementById(id);
+const spaceId = spaceIdFromPath();
+const urls = spaceUrls(spaceId);
+const audio = $('player');
+const playButton = $('play');
+const seekBar = $('seek-bar');
+
+let state = null;
+let stageKey = '';
+let isWaitingToStart = false; // play was pressed before the space went live
+let isSeeking = false;
+
+const player = new ProgramPlayer(audio, {
+  onEvent(kind, detail) {
+    if (kind === 'error') {
+      say(detail, 'error');
+      setButton('paused');
+    } else {
+      $('player-status').textContent = detail;
+    }
+  },
+});
+
+function say(message, kind = 'info') {
+  const box = $('message');
+  box.hidden = !message;
+  box.dataset.kind = kind;
+  box.textContent = message;
+}
+
+function setButton(buttonState) {
+  playButton.dataset.state = buttonState;
+  const isPlaying = buttonState === 'playing' || buttonState === 'loading';
+  playButton.setAttribute('aria-label', isPlaying ? 'Pause' : 'Play');
+  playButton.setAttribute('aria-pressed', String(isPlaying));
+}
+
+function isActive() {
+  return !audio.paused || playButton.dataset.state === 'loading';
+}
+
+function describeLabel() {
+  const status = state ? state.status : '';
+  if (status === 'ended') return 'Replay';
+  if (status === 'live') return 'Listen live';
+  if (status === 'scheduled') return isWaitingToStart ? 'Waiting for the start…' : 'Play when it starts';
+  return 'Loading…';
+}
+
+function renderWhen() {
+  if (!state) return;
+  const texts = {
+    scheduled: state.scheduled_at ? `Starts at ${formatWhen(state.scheduled_at)}` : 'Starts soon',
+    live: state.started_at ? `Live since ${formatWhen(state.started_at)}` : 'Live now',
+    ended: state.ended_at ? `Ended ${formatWhen(state.ended_at)}` : 'Ended',
+  };
+  $('when').textContent = texts[state.status] || '';
+}
+
+function renderPlayerStatus() {
+  const status = $('player-status');
+  if (player.mode === 'live' && !audio.paused) {
+    const latency = player.latencyS;
+    const behind = Number.isFinite(latency) ? ` · ${latency.toFixed(1)} s behind live` : '';
+    status.textContent = `Listening ${formatClock(audio.currentTime)}${behind}`;
+  } else if (player.mode === 'replay') {
+    status.textContent = audio.paused ? 'Paused' : 'Playing the recording';
+  } else if (state && state.status === 'scheduled') {
+    status.textContent = isWaitingToStart
+      ? 'It will start playing as soon as the host goes live.'
+      : 'The host has not started yet.';
+  } else if (state && state.status === 'live') {
+    status.textContent = 'Press play to listen.';
+  } else if (state && state.status === 'ended') {
+    status.textContent = 'This space has ended. Play the recording.';
+  }
+}
+
+function renderSeek() {
+  const isReplay = state && state.status === 'ended';
+  $('seek').hidden = !isReplay;
+  $('download-row').hidden = !isReplay;
+  $('players').hidden = Boolean(isReplay);
+  if (!isReplay) return;
+  const duration = Number.isFinite(audio.duration) ? audio.duration : 0;
+  seekBar.max = String(duration);
+  seekBar.disabled = duration <= 0;
+  if (!isSeeking) seekBar.value = String(audio.currentTime || 0);
+  $('position').textContent = formatClock(isSeeking ? Number(seekBar.value) : audio.currentTime);
+  $('duration').textContent = formatClock(duration);
+}
+
+function render() {
+  $('play-label').textContent = describeLabel();
+  renderWhen();
+  renderPlayerStatus();
+  renderSeek();
+}
+
+function onState(next) {
+  const previous = state;
+  state = next;
+  say('');
+  document.title = `${next.title} · Rostra`;
+  $('title').textContent = next.title;
+  renderStatus($('status'), next.status);
+  $('listeners').textContent = formatCount(next.listeners);
+  $('stream-listeners').textContent = formatCount(next.stream_listeners);
+  const key = JSON.stringify(next.stage);
+  if (key !== stageKey) {
+    stageKey = key;
+    renderStage($('stage'), next.stage, {
+      emptyText: next.status === 'ended' ? 'The stage is empty: the space has ended.' : '',
+    });
+  }
+  playButton.disabled = false;
+  if (next.status === 'live' && isWaitingToStart) {
+    isWaitingToStart = false;
+    startLive();
+  }
+  if (next.status === 'ended' && (!previous || previous.status !== 'ended')) {
+    $('download').href = urls.download;
+    if (player.mode !== 'live' || audio.paused || audio.ended) prepareReplay(false);
+  }
+  updateMediaSession();
+  render();
+}
+
+function onStateError(error) {
+  if (error.status === 404) {
+    say('This space does not exist. Check the link.', 'error');
+    playButton.disabled = true;
+  } else if (!state) {
+    say(`Cannot load this space: ${error.detail || error.message}`, 'error');
+  }
+}
+
+function startLive() {
+  setButton('loading');
+  player.load(urls.hls, 'live');
+  render();
+}
+
+function prepareReplay(autoplay) {
+  if (player.mode === 'replay') {
+    if (autoplay) player.play();
+    return;
+  }
+  if (autoplay) setButton('loading');
+  player.load(urls.replay, 'replay', { autoplay });
+  preloadDuration();
+}
+
+// The replay's duration before playing: the sum of its EXTINF durations.
+async function preloadDuration() {
+  try {
+    const text = await (await request(urls.replay)).text();
+    const seconds = [...text.matchAll(/#EXTINF:([\d.]+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+    if (seconds > 0 && !Number.isFinite(audio.duration)) $('duration').textContent = formatClock(seconds);
+  } catch {
+    // the duration appears once the replay loads
+  }
+}
+
+function togglePlay() {
+  if (!state) return;
+  say('');
+  if (isActive()) {
+    if (player.mode === 'live') player.unload(); // resume later at the live edge, not behind it
+    else player.pause();
+    setButton('paused');
+    render();
+    return;
+  }
+  if (state.status === 'scheduled') {
+    isWaitingToStart = !isWaitingToStart;
+    render();
+    return;
+  }
+  if (state.status === 'live') startLive();
+  else prepareReplay(true);
+}
+
+function updateMediaSession() {
+  if (!('mediaSession' in navigator) || !state || !window.MediaMetadata) return;
+  navigator.mediaSession.metadata = new MediaMetadata({
+    title: state.title,
+    artist: state.status === 'ended' ? 'Rostra replay' : 'Rostra live',
+    artwork: [{ src: '/static/icon.svg', sizes: 'any', type: 'image/svg+xml' }],
+  });
+}
+
+playButton.addEventListener('click', togglePlay);
+audio.addEventListener('playing', () => setButton('playing'));
+audio.addEventListener('waiting', () => {
+  if (!audio.paused) setButton('loading');
+});
+audio.addEventListener('pause', () => {
+  if (playButton.dataset.state !== 'loading' || !player.mode) setButton('paused');
+  render();
+});
+audio.addEventListener('ended', () => {
+  setButton('paused');
+  if (player.mode === 'live' && state && state.status === 'ended') prepareReplay(false);
+  render();
+});
+audio.addEventListener('timeupdate', render);
+audio.addEventListener('durationchange', render);
+seekBar.addEventListener('input', () => {
+  isSeeking = true;
+  renderSeek();
+});
+seekBar.addEventListener('change', () => {
+  audio.currentTime = Number(seekBar.value);
+  isSeeking = false;
+  renderSeek();
+});
+
+$('aac-link').href = urls.aac;
+$('aac-url').textContent = urls.aac;
+$('opus-link').href = urls.opus;
+$('opus-url').textContent = urls.opus;
+setButton('paused');
+
+const watcher = watchState(spaceId, { onState, onError: onStateError });
+// when the live program ends, hls.js sees the end of the playlist: fetch the new status at once
+audio.addEventListener('ended', () => watcher.refresh({ fresh: true }));

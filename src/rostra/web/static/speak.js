@@ -1,0 +1,111 @@
+// The speaker page: an invite link (…/speak/{id}?invite=TOKEN) puts a person on stage with their
+// microphone; they hear the other speakers and can mute or leave.
+import { queryParam, spaceIdFromPath, spaceUrls } from './space-url.js';
+import { StagePanel } from './stage-panel.js';
+import { formatWhen, renderStage, renderStatus } from './stage-view.js';
+import { watchState } from './state.js';
+
+const $ = (id) => document.getElementById(id);
+const NAME_KEY = 'rostra.speaker-name';
+const spaceId = spaceIdFromPath();
+const invite = queryParam('invite');
+const nameField = $('name');
+
+let stageKey = '';
+let status = '';
+
+function storedName() {
+  try {
+    return localStorage.getItem(NAME_KEY) || '';
+  } catch {
+    return ''; // storage blocked (private mode): the name is simply not remembered
+  }
+}
+
+function rememberName() {
+  try {
+    localStorage.setItem(NAME_KEY, nameField.value.trim());
+  } catch {
+    // see storedName
+  }
+}
+
+const panel = new StagePanel({
+  spaceId,
+  token: invite,
+  bindJoin: false,
+  getName: () => nameField.value,
+  elements: {
+    join: $('join'),
+    idle: $('panel-idle'),
+    live: $('panel-live'),
+    meter: $('meter'),
+    mute: $('mute'),
+    leave: $('leave'),
+    message: $('join-message'),
+    remoteAudio: $('remote-audio'),
+  },
+  onChange: () => {
+    stageKey = '';
+    watcher.refresh({ fresh: true });
+    renderJoinable();
+  },
+});
+
+const STATUS_TEXTS = {
+  scheduled:
+    'The host has not started yet. You can join the stage now; listeners hear you once it is live.',
+  live: 'The space is live. Join the stage to speak.',
+  ended: 'This space has ended. Thank you!',
+};
+
+function renderJoinable() {
+  $('join').disabled = status === 'ended' || !invite;
+  $('mute-note').textContent = $('mute').getAttribute('aria-pressed') === 'true' ? 'Muted' : '';
+}
+
+function onState(state) {
+  status = state.status;
+  document.title = `Speak: ${state.title} · Rostra`;
+  $('title').textContent = state.title;
+  renderStatus($('status'), state.status);
+  const when = {
+    scheduled: state.scheduled_at ? `Starts at ${formatWhen(state.scheduled_at)}` : 'Not started yet',
+    live: state.started_at ? `Live since ${formatWhen(state.started_at)}` : 'Live',
+    ended: state.ended_at ? `Ended ${formatWhen(state.ended_at)}` : 'Ended',
+  };
+  $('when').textContent = when[state.status] || '';
+  $('status-text').textContent = panel.session ? '' : STATUS_TEXTS[state.status] || '';
+  const key = JSON.stringify([state.stage, panel.sessionId]);
+  if (key !== stageKey) {
+    stageKey = key;
+    renderStage($('stage'), state.stage, { ownId: panel.sessionId });
+  }
+  panel.observe(state);
+  renderJoinable();
+}
+
+function onStateError(error) {
+  if (error.status === 404) panel.say('This space does not exist. Check the link.', { kind: 'error' });
+}
+
+$('panel-idle').addEventListener('submit', (event) => {
+  event.preventDefault();
+  if (!nameField.value.trim()) {
+    panel.say('Type your name first: listeners see it on the stage.', { kind: 'error' });
+    nameField.focus();
+    return;
+  }
+  rememberName();
+  panel.join();
+});
+$('mute').addEventListener('click', renderJoinable);
+nameField.value = storedName();
+nameField.addEventListener('change', rememberName);
+$('listen-link').href = spaceUrls(spaceId).listen;
+
+if (!invite) {
+  panel.say('This link has no invite in it. Ask the host for the full speaker link.', { kind: 'error' });
+}
+const watcher = watchState(spaceId, { onState, onError: onStateError });
+renderJoinable();

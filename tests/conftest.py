@@ -1,0 +1,127 @@
+"""Shared fixtures: a real Rostra server process on a free loopback port, speech samples."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "test-admin-token-0123456789"
+STARTUP_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    data: Path
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = kwargs.pop("headers", {})
+        headers.setdefault("Authorization", f"Bearer {ADMIN_TOKEN}")
+        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+
+    def create_space(self, title: str = "Test space", *, live: bool = True) -> dict[str, Any]:
+        response = self.api("POST", "/api/v1/spaces", json={"title": title, "live": live})
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(data: Path, *, extra_env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        {
+            "ROSTRA_ADMIN_TOKEN": ADMIN_TOKEN,
+            "ROSTRA_HOST": "127.0.0.1",
+            "ROSTRA_PORT": str(port),
+            "ROSTRA_DATA": str(data),
+            "ROSTRA_ICE_HOST_ADDRESSES": "127.0.0.1",
+        }
+    )
+    env.update(extra_env or {})
+    data.mkdir(parents=True, exist_ok=True)
+    log_path = data / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rostra", "serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log_path.read_text()}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return Server(url=url, data=data, process=process, log_path=log_path)
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"server did not start: {log_path.read_text()}")
+
+
+def stop_server(server: Server, *, timeout_s: float = 30.0) -> int:
+    if server.process.poll() is None:
+        server.process.send_signal(signal.SIGINT)
+        try:
+            server.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    return int(server.process.returncode)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    running = start_server(tmp_path / "data")
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("speech")
+
+
+def make_speech(directory: Path, name: str, text: str, *, voice: str = "en") -> Path:
+    """Real speech from espeak-ng, resampled to 48 kHz mono WAV."""
+    if shutil.which("espeak-ng") is None:
+        pytest.fail("espeak-ng is missing: `make test` installs it (Debian package espeak-ng)")
+    raw = directory / f"{name}-raw.wav"
+    out = directory / f"{name}.wav"
+    if not out.exists():
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True
+        )
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-i", str(raw), "-ar", "48000", "-ac", "1", str(out)],
+            check=True,
+        )
+    return out

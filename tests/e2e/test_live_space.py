@@ -1,0 +1,154 @@
+"""A live space end to end over loopback: two `rostra speak` bots talk, real clients listen to
+the live HLS, the ADTS and the Ogg/Opus streams, and each bot hears the other but not itself."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.audio_check import SAMPLE_RATE_HZ, capture, decode, peak_correlation, rms_db
+from tests.conftest import Server, make_speech
+
+VOICE_A = "The quick brown fox jumps over the lazy dog while the radio plays softly."
+VOICE_B = "Seven silver swans swim silently across the frozen lake at midnight."
+CONTROL = "Nobody ever said these words into the space, so nobody should hear them."
+CAPTURE_S = 16.0
+MIN_CORRELATION = 0.5
+CONTROL_RATIO = 5.0
+
+
+def speak(invite_url: str, wav: Path, name: str, record: Path | None) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "rostra", "speak", invite_url, "--file", str(wav),
+               "--name", name]
+    if record is not None:
+        command += ["--record-return", str(record)]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def finish(process: subprocess.Popen[bytes], timeout_s: float = 60) -> str:
+    out, err = process.communicate(timeout=timeout_s)
+    assert process.returncode == 0, f"exit {process.returncode}: {err.decode()[-2000:]}"
+    return out.decode()
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("voices")
+    return {
+        "a": make_speech(directory, "a", VOICE_A, voice="en"),
+        "b": make_speech(directory, "b", VOICE_B, voice="en-us+f3"),
+        "control": make_speech(directory, "control", CONTROL, voice="en-gb"),
+    }
+
+
+def wait_for_segments(server: Server, space_id: str, count: int = 3) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        response = server.api("GET", f"/live/{space_id}/audio.m3u8")
+        if response.status_code == 200 and response.text.count("#EXTINF") >= count:
+            return
+        time.sleep(0.25)
+    pytest.fail(f"the live playlist never had {count} segments")
+
+
+def assert_hears(heard: object, source: Path, control: Path, what: str) -> float:
+    assert not isinstance(heard, str)
+    wanted = peak_correlation(heard, decode(source))  # type: ignore[arg-type]
+    unsent = peak_correlation(heard, decode(control))  # type: ignore[arg-type]
+    assert wanted >= MIN_CORRELATION, f"{what}: correlation {wanted:.2f} < {MIN_CORRELATION}"
+    assert wanted >= CONTROL_RATIO * unsent, (
+        f"{what}: correlation {wanted:.2f} is not {CONTROL_RATIO}x the control's {unsent:.2f}"
+    )
+    return wanted
+
+
+def test_two_speakers_reach_every_listener_format_and_hear_each_other(
+    server: Server, voices: dict[str, Path], tmp_path: Path
+) -> None:
+    space = server.create_space("Two voices")
+    wait_for_segments(server, space["id"])
+    captures = {
+        "hls": capture(space["hls_url"], CAPTURE_S, tmp_path / "hls.wav"),
+        "aac": capture(space["stream_url"], CAPTURE_S, tmp_path / "aac.wav"),
+        "opus": capture(space["opus_stream_url"], CAPTURE_S, tmp_path / "opus.wav"),
+    }
+    time.sleep(1.0)
+    bots = {
+        "a": speak(space["speaker_invite_url"], voices["a"], "Alice", tmp_path / "ret-a.wav"),
+        "b": speak(space["speaker_invite_url"], voices["b"], "Bob", tmp_path / "ret-b.wav"),
+    }
+    results = {name: json.loads(finish(bot)) for name, bot in bots.items()}
+    assert all(r["connection"] == "connected" for r in results.values()), results
+    for name, process in captures.items():
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 0, f"{name} client failed: {err.decode()[-1000:]}"
+
+    for fmt in ("hls", "aac", "opus"):
+        heard = decode(tmp_path / f"{fmt}.wav")
+        assert heard.size > SAMPLE_RATE_HZ * (CAPTURE_S - 2), f"{fmt}: only {heard.size} samples"
+        assert_hears(heard, voices["a"], voices["control"], f"{fmt} program, voice A")
+        assert_hears(heard, voices["b"], voices["control"], f"{fmt} program, voice B")
+
+    for own, other in (("a", "b"), ("b", "a")):
+        returned = decode(tmp_path / f"ret-{own}.wav")
+        assert_hears(returned, voices[other], voices["control"], f"{own}'s mix-minus")
+        itself = peak_correlation(returned, decode(voices[own]))
+        assert itself < 0.15, f"{own} hears its own voice back (correlation {itself:.2f})"
+
+
+def test_voice_level_at_listener_matches_source(server: Server, tmp_path: Path) -> None:
+    space = server.create_space("Level")
+    listener = capture(space["stream_url"], 8.0, tmp_path / "aac.wav")
+    time.sleep(0.5)
+    bot = subprocess.Popen(
+        [sys.executable, "-m", "rostra", "speak", space["speaker_invite_url"],
+         "--tone", "1000", "--seconds", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    finish(bot)
+    listener.communicate(timeout=30)
+    heard = decode(tmp_path / "aac.wav")
+    assert np.count_nonzero(np.abs(heard) > 0.1) > SAMPLE_RATE_HZ, "no tone reached the listener"
+    # the tone is sent at 0.25 full scale (-15.05 dBFS RMS); keep its steady middle
+    onset = int(np.argmax(np.abs(heard) > 0.1))
+    window = heard[onset + SAMPLE_RATE_HZ : onset + 3 * SAMPLE_RATE_HZ]
+    level = rms_db(window)
+    assert abs(level - (-15.05)) <= 1.0, f"tone arrived at {level:.2f} dBFS, sent at -15.05"
+
+
+def test_killed_speaker_leaves_program_continuous(
+    server: Server, voices: dict[str, Path], tmp_path: Path
+) -> None:
+    space = server.create_space("Kill")
+    long_a = tmp_path / "long-a.wav"
+    subprocess.run(
+        ["sox", str(voices["a"]), str(voices["a"]), str(long_a)], check=True
+    )
+    alice = speak(space["speaker_invite_url"], long_a, "Alice", None)
+    bob = speak(space["speaker_invite_url"], voices["b"], "Bob", None)
+    time.sleep(4.0)
+    bob.send_signal(signal.SIGKILL)
+    bob.wait()
+    finish(alice)
+    response = server.api("POST", f"/api/v1/spaces/{space['id']}/end")
+    assert response.status_code == 200, response.text
+    media = server.data / "spaces" / space["id"]
+    numbers = sorted(int(p.stem.split("_")[1]) for p in media.glob("seg_*.m4s"))
+    assert numbers, "nothing was recorded"
+    assert numbers == list(range(numbers[0], numbers[-1] + 1)), f"holes in {numbers}"
+    program = decode(media / "replay.m3u8")
+    spoken = decode(long_a)
+    # Bob is killed about 3 s into Alice's speech: her words before, across and after it
+    for start_s, end_s in ((0.5, 2.5), (2.0, 5.0), (5.0, 8.0)):
+        part = spoken[int(start_s * SAMPLE_RATE_HZ) : int(end_s * SAMPLE_RATE_HZ)]
+        found = peak_correlation(program, part)
+        assert found >= MIN_CORRELATION, (
+            f"Alice's words {start_s}-{end_s} s: correlation {found:.2f} < {MIN_CORRELATION}"
+        )
