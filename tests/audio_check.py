@@ -26,8 +26,22 @@ def decode(source: str | Path, *, seconds: float | None = None, timeout_s: float
 def capture(url: str, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     """Start a real client decoding `seconds` of a live URL into a WAV file."""
     return subprocess.Popen(
-        ["ffmpeg", "-v", "error", "-nostdin", "-y", "-i", url, "-t", str(seconds),
-         "-ac", "1", "-ar", str(SAMPLE_RATE_HZ), str(out)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-nostdin",
+            "-y",
+            "-i",
+            url,
+            "-t",
+            str(seconds),
+            "-ac",
+            "1",
+            "-ar",
+            str(SAMPLE_RATE_HZ),
+            str(out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -117,9 +117,7 @@ def make_speech(directory: Path, name: str, text: str, *, voice: str = "en") -> 
     raw = directory / f"{name}-raw.wav"
     out = directory / f"{name}.wav"
     if not out.exists():
-        subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True
-        )
+        subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(raw), text], check=True)
         subprocess.run(
             ["ffmpeg", "-v", "error", "-y", "-i", str(raw), "-ar", "48000", "-ac", "1", str(out)],
             check=True,

@@ -27,7 +27,7 @@ class Settings:
     data: Path = Path("data")
     public_url: str = ""
     ice_servers: tuple[str, ...] = ()
-    # Host addresses offered as ICE candidates; empty means every non-loopback interface.
+    # Host addresses offered as ICE candidates; empty: every non-loopback interface.
     ice_host_addresses: tuple[str, ...] = ()
     tls_cert: str = ""
     tls_key: str = ""
@@ -107,8 +107,8 @@ def _read_or_create_secret(path: Path) -> tuple[str, bool]:
     return value, True
 
 
-ADMIN_TOKEN_FILE = "admin_token"
-SIGNING_SECRET_FILE = "signing_secret"
+ADMIN_TOKEN_FILE = "admin_token"  # noqa: S105 - a file name, not a secret
+SIGNING_SECRET_FILE = "signing_secret"  # noqa: S105 - a file name, not a secret
 
 
 def with_secrets(settings: Settings) -> tuple[Settings, list[str]]:

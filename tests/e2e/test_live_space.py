@@ -25,8 +25,17 @@ CONTROL_RATIO = 5.0
 
 
 def speak(invite_url: str, wav: Path, name: str, record: Path | None) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "rostra", "speak", invite_url, "--file", str(wav),
-               "--name", name]
+    command = [
+        sys.executable,
+        "-m",
+        "rostra",
+        "speak",
+        invite_url,
+        "--file",
+        str(wav),
+        "--name",
+        name,
+    ]
     if record is not None:
         command += ["--record-return", str(record)]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -108,9 +117,19 @@ def test_voice_level_at_listener_matches_source(server: Server, tmp_path: Path) 
     listener = capture(space["stream_url"], 8.0, tmp_path / "aac.wav")
     time.sleep(0.5)
     bot = subprocess.Popen(
-        [sys.executable, "-m", "rostra", "speak", space["speaker_invite_url"],
-         "--tone", "1000", "--seconds", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "rostra",
+            "speak",
+            space["speaker_invite_url"],
+            "--tone",
+            "1000",
+            "--seconds",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     finish(bot)
     listener.communicate(timeout=30)
@@ -128,9 +147,7 @@ def test_killed_speaker_leaves_program_continuous(
 ) -> None:
     space = server.create_space("Kill")
     long_a = tmp_path / "long-a.wav"
-    subprocess.run(
-        ["sox", str(voices["a"]), str(voices["a"]), str(long_a)], check=True
-    )
+    subprocess.run(["sox", str(voices["a"]), str(voices["a"]), str(long_a)], check=True)
     alice = speak(space["speaker_invite_url"], long_a, "Alice", None)
     bob = speak(space["speaker_invite_url"], voices["b"], "Bob", None)
     time.sleep(4.0)

@@ -46,7 +46,9 @@ def serve(
         typer.echo(f"Generated {', '.join(created)} in {settings.data.resolve()}")
     if not settings.public_url:
         typer.echo(f"Admin token: in {settings.data / ADMIN_TOKEN_FILE}")
-    typer.echo(f"Create a space:  rostra space create --title 'My space' --server {settings.base_url}")
+    typer.echo(
+        f"Create a space:  rostra space create --title 'My space' --server {settings.base_url}"
+    )
     uvicorn.run(
         app,
         host=settings.host,

@@ -24,7 +24,9 @@ ServerOption = Annotated[
 
 
 def _server(server: str | None) -> str:
-    return (server or os.environ.get("ROSTRA_SERVER") or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}").rstrip("/")
+    return (
+        server or os.environ.get("ROSTRA_SERVER") or f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
+    ).rstrip("/")
 
 
 def _admin_token() -> str:
@@ -34,9 +36,7 @@ def _admin_token() -> str:
     path = Path(os.environ.get("ROSTRA_DATA", "data")) / ADMIN_TOKEN_FILE
     if path.is_file():
         return path.read_text().strip()
-    typer.echo(
-        f"no admin token: set ROSTRA_ADMIN_TOKEN or run where {path} exists", err=True
-    )
+    typer.echo(f"no admin token: set ROSTRA_ADMIN_TOKEN or run where {path} exists", err=True)
     raise typer.Exit(2)
 
 

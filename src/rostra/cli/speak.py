@@ -12,13 +12,16 @@ from typing import Annotated
 
 import typer
 
-from rostra.rehearse.speaker import SpeakError, load_pcm, speak as speak_pcm, tone
+from rostra.rehearse.speaker import SpeakError, load_pcm, tone
+from rostra.rehearse.speaker import speak as speak_pcm
 
 DEFAULT_TONE_S = 10.0
 
 
 def speak(
-    invite_url: Annotated[str, typer.Argument(help="The speaker invite link (…/speak/ID?invite=…)")],
+    invite_url: Annotated[
+        str, typer.Argument(help="The speaker invite link (…/speak/ID?invite=…)")
+    ],
     file: Annotated[Path | None, typer.Option(help="Audio file to send (wav, mp3, …)")] = None,
     tone_hz: Annotated[float | None, typer.Option("--tone", help="Send a sine tone (Hz)")] = None,
     name: Annotated[str, typer.Option(help="Name shown on stage")] = "",

@@ -11,10 +11,6 @@ from collections.abc import AsyncIterator
 LISTENER_QUEUE_CHUNKS = 256
 
 
-class StreamClosed(Exception):
-    """The stream ended (space ended or listener dropped)."""
-
-
 class Broadcast:
     def __init__(self, header: bytes = b"") -> None:
         self._header = header

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any, cast
 
 import av
 import numpy as np
+from av.audio.codeccontext import AudioCodecContext
 
 from rostra.media.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, Pcm
 
@@ -41,7 +43,7 @@ def _frame(pcm: Pcm, pts: int, sample_format: str) -> av.AudioFrame:
 
 class _Encoder:
     def __init__(self, codec: str, sample_format: str, bitrate_bps: int, options: dict[str, str]):
-        self._context = av.CodecContext.create(codec, "w")
+        self._context = cast(AudioCodecContext, av.CodecContext.create(codec, "w"))
         self._context.sample_rate = SAMPLE_RATE_HZ
         self._context.layout = "mono"
         self._context.format = sample_format
@@ -64,7 +66,7 @@ class _Encoder:
     def flush(self) -> list[EncodedPacket]:
         return self._packets(self._context.encode(None))
 
-    def _packets(self, packets: list[av.Packet]) -> list[EncodedPacket]:
+    def _packets(self, packets: list[Any]) -> list[EncodedPacket]:
         return [
             EncodedPacket(data=bytes(packet), duration_samples=int(packet.duration or 0))
             for packet in packets

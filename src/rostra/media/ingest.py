@@ -82,19 +82,19 @@ def hook_receiver(receiver: Any, hook: JitterHook) -> None:
     setattr(receiver, JITTER_BUFFER_ATTRIBUTE, hook)
 
 
-class ReturnTrack(MediaStreamTrack):  # type: ignore[misc]
+class ReturnTrack(MediaStreamTrack):
     """The mix-minus, as an aiortc track: frames arrive from the mixer thread at real time."""
 
     kind = "audio"
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
-        self._loop = loop
+        self._event_loop = loop
         self._queue: asyncio.Queue[Pcm] = asyncio.Queue(maxsize=RETURN_QUEUE_FRAMES)
         self._pts = 0
 
     def push_threadsafe(self, pcm: Pcm) -> None:
-        self._loop.call_soon_threadsafe(self._push, pcm)
+        self._event_loop.call_soon_threadsafe(self._push, pcm)
 
     def _push(self, pcm: Pcm) -> None:
         if self._queue.full():
@@ -142,7 +142,7 @@ class WhipConnection:
         self._on_closed = on_closed
         self._is_closed = False
 
-        @self._pc.on("connectionstatechange")  # type: ignore[untyped-decorator]
+        @self._pc.on("connectionstatechange")
         async def _state_changed() -> None:
             if self._pc.connectionState in ("failed", "closed"):
                 await self.close()

@@ -22,7 +22,9 @@ def db_to_gain(gain_db: float) -> float:
 class Limiter:
     """Instant attack, exponential release, per 20 ms frame with a linear gain ramp."""
 
-    def __init__(self, threshold_dbfs: float = THRESHOLD_DBFS, release_s: float = RELEASE_S) -> None:
+    def __init__(
+        self, threshold_dbfs: float = THRESHOLD_DBFS, release_s: float = RELEASE_S
+    ) -> None:
         self._threshold = db_to_gain(threshold_dbfs)
         self._release = math.exp(-FRAME_DURATION_S / release_s)
         self._gain = 1.0
@@ -35,10 +37,8 @@ class Limiter:
         peak = float(np.max(np.abs(frame))) if frame.size else 0.0
         wanted = min(1.0, self._threshold / peak) if peak > 0 else 1.0
         previous = self._gain
-        if wanted < previous:
-            target = wanted
-        else:
-            target = wanted - (wanted - previous) * self._release
+        # instant attack, exponential release
+        target = wanted if wanted < previous else wanted - (wanted - previous) * self._release
         self._gain = target
         if previous == 1.0 and target == 1.0:
             return frame

@@ -181,8 +181,13 @@ class SpacePipeline:
         aac, opus = AacEncoder(), OpusEncoder()
         pager = OggPager(OGG_SERIAL)
         header = pager.page(
-            [opus_head(channels=CHANNELS, pre_skip=OPUS_PRE_SKIP_SAMPLES,
-                       input_sample_rate_hz=SAMPLE_RATE_HZ)],
+            [
+                opus_head(
+                    channels=CHANNELS,
+                    pre_skip=OPUS_PRE_SKIP_SAMPLES,
+                    input_sample_rate_hz=SAMPLE_RATE_HZ,
+                )
+            ],
             granule_position=0,
             is_first=True,
         ) + pager.page([opus_tags("rostra")], granule_position=0)

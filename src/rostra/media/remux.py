@@ -26,9 +26,10 @@ def remux_recording(directory: Path) -> Path | None:
                 shutil.copyfileobj(part, out)
     target = directory / DOWNLOAD_NAME
     partial = directory / f".{DOWNLOAD_NAME}.tmp"
-    with av.open(str(joined)) as source, av.open(
-        str(partial), "w", format="mp4", options={"movflags": "+faststart"}
-    ) as sink:
+    with (
+        av.open(str(joined)) as source,
+        av.open(str(partial), "w", format="mp4", options={"movflags": "+faststart"}) as sink,
+    ):
         in_stream = source.streams.audio[0]
         out_stream = sink.add_stream_from_template(in_stream)
         for packet in source.demux(in_stream):

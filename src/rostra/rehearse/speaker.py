@@ -6,6 +6,7 @@ Rehearsal plane (a client): used by `rostra speak`, tests and rehearsals.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import time
 import wave
@@ -28,6 +29,7 @@ FRAME_DURATION_S = FRAME_SAMPLES / SAMPLE_RATE_HZ
 FULL_SCALE = 32_767
 TONE_LEVEL = 0.25
 HTTP_TIMEOUT_S = 15.0
+CONNECT_BUDGET_S = 20.0
 
 
 class SpeakError(Exception):
@@ -70,7 +72,7 @@ def tone(frequency_hz: float, seconds: float) -> npt.NDArray[np.float32]:
     return (TONE_LEVEL * np.sin(2 * np.pi * frequency_hz * t)).astype(np.float32)
 
 
-class PcmTrack(MediaStreamTrack):  # type: ignore[misc]
+class PcmTrack(MediaStreamTrack):
     """Sends PCM in real time as L=R stereo, so aiortc's encoder keeps the level (no -3 dB)."""
 
     kind = "audio"
@@ -85,6 +87,11 @@ class PcmTrack(MediaStreamTrack):  # type: ignore[misc]
         self._index = 0
         self._start: float | None = None
         self.started_at: float | None = None
+        self.finished = asyncio.Event()
+
+    @property
+    def duration_s(self) -> float:
+        return self._pcm.size / SAMPLE_RATE_HZ
 
     @property
     def is_done(self) -> bool:
@@ -92,6 +99,7 @@ class PcmTrack(MediaStreamTrack):  # type: ignore[misc]
 
     async def recv(self) -> av.AudioFrame:
         if self.is_done:
+            self.finished.set()
             self.stop()
             raise MediaStreamError
         if self._start is None:
@@ -103,8 +111,9 @@ class PcmTrack(MediaStreamTrack):  # type: ignore[misc]
             await asyncio.sleep(wait)
         chunk = self._pcm[self._index : self._index + FRAME_SAMPLES]
         ints = np.round(np.clip(chunk, -1, 1) * FULL_SCALE).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(np.repeat(ints, 2).reshape(1, -1), format="s16",
-                                           layout="stereo")
+        frame = av.AudioFrame.from_ndarray(
+            np.repeat(ints, 2).reshape(1, -1), format="s16", layout="stereo"
+        )
         frame.sample_rate = SAMPLE_RATE_HZ
         frame.pts = self._index
         frame.time_base = fractions.Fraction(1, SAMPLE_RATE_HZ)
@@ -118,6 +127,7 @@ async def _record(track: MediaStreamTrack, sink: list[npt.NDArray[np.int16]]) ->
             frame = await track.recv()
         except MediaStreamError:
             return
+        assert isinstance(frame, av.AudioFrame)
         samples = frame.to_ndarray().reshape(-1)
         if frame.layout.name == "stereo":
             samples = samples.reshape(-1, 2).mean(axis=1).astype(np.int16)
@@ -151,7 +161,12 @@ async def speak(
     received: list[npt.NDArray[np.int16]] = []
     recorders: list[asyncio.Task[None]] = []
 
-    @pc.on("track")  # type: ignore[untyped-decorator]
+    @pc.on("connectionstatechange")
+    def _on_state() -> None:
+        if pc.connectionState in ("failed", "closed"):
+            source.finished.set()
+
+    @pc.on("track")
     def _on_track(track: MediaStreamTrack) -> None:
         if record_return is not None and track.kind == "audio":
             recorders.append(asyncio.ensure_future(_record(track, received)))
@@ -169,8 +184,9 @@ async def speak(
             raise SpeakError(f"the server answered {response.status_code}: {response.text[:300]}")
         resource = urljoin(target.endpoint, response.headers["Location"])
         await pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
-        while not source.is_done and pc.connectionState not in ("failed", "closed"):
-            await asyncio.sleep(FRAME_DURATION_S * 5)
+        budget_s = source.duration_s + CONNECT_BUDGET_S
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(source.finished.wait(), timeout=budget_s)
         state = pc.connectionState
         await client.delete(resource, headers={"Authorization": f"Bearer {target.token}"})
     await pc.close()

@@ -47,7 +47,9 @@ class InviteService:
         self._clock = clock
         self._ttl_s = ttl_s
 
-    def mint(self, space_id: str, *, name: str | None = None, uses: int | None = None) -> MintedInvite:
+    def mint(
+        self, space_id: str, *, name: str | None = None, uses: int | None = None
+    ) -> MintedInvite:
         if uses is not None and not 1 <= uses <= MAX_USES:
             raise InvalidFields(f"uses is {uses}; it must be between 1 and {MAX_USES}")
         now = self._clock.now()
@@ -82,7 +84,9 @@ class InviteService:
                 raise InviteUsedUp(
                     f"invite '{invite_id}' allows {record.uses_max} uses; all are used"
                 )
-        return Credential(space_id=space_id, role=Role.SPEAKER, invite_id=invite_id, name=record.name)
+        return Credential(
+            space_id=space_id, role=Role.SPEAKER, invite_id=invite_id, name=record.name
+        )
 
     def require_host(self, token: str | None, space_id: str) -> Credential:
         role, _ = self._signer.verify(token, space_id)

@@ -63,7 +63,8 @@ def _space(row: sqlite3.Row) -> SpaceRecord:
 
 def _invite(row: sqlite3.Row) -> InviteRecord:
     expires, created = _parse(row["expires_at"]), _parse(row["created_at"])
-    assert expires is not None and created is not None
+    assert expires is not None
+    assert created is not None
     return InviteRecord(
         id=row["id"],
         space_id=row["space_id"],

@@ -1,1 +1,1 @@
-"""Web plane: the only package that imports FastAPI/Starlette; the composition root of the server."""
+"""Web plane: the only package that imports FastAPI/Starlette; the server's composition root."""

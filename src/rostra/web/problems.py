@@ -85,7 +85,8 @@ async def _http(request: Request, exc: Exception) -> Response:
     detail = str(exc.detail)
     if exc.status_code == 404:
         detail = f"nothing is served at '{request.url.path[:200]}'"
-    response = problem(exc.status_code, detail.split(":")[0][:60], detail, slug=slug)
+    title = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, "HTTP error")
+    response = problem(exc.status_code, title, detail, slug=slug)
     for key, value in (exc.headers or {}).items():
         response.headers[key] = value
     return response

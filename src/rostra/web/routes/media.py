@@ -165,9 +165,7 @@ async def replay_download(space_id: str, request: Request) -> Response:
     path = services.origin.media_dir(space.id) / DOWNLOAD_NAME
     if not path.is_file():
         if (services.origin.media_dir(space.id) / INIT_NAME).is_file():
-            raise Unavailable(
-                "the download file is being prepared", retry_after_s=DOWNLOAD_RETRY_S
-            )
+            raise Unavailable("the download file is being prepared", retry_after_s=DOWNLOAD_RETRY_S)
         raise MediaNotFound(f"space '{space.id}' was never on air: there is nothing to download")
     filename = f"rostra-{space.id}.m4a"
     return FileResponse(

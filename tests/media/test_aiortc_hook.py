@@ -1,0 +1,46 @@
+"""Rostra replaces aiortc's audio jitter buffer at one hook point; this fails if aiortc moves it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+from rostra.media.ice import restrict_ice_host_addresses
+from rostra.media.ingest import JITTER_BUFFER_ATTRIBUTE, JitterHook, hook_receiver
+from rostra.media.jitter import JitterBuffer
+from rostra.rehearse.speaker import PcmTrack, tone
+
+
+def test_aiortc_keeps_its_audio_jitter_buffer_where_rostra_hooks() -> None:
+    assert JITTER_BUFFER_ATTRIBUTE == "_RTCRtpReceiver__jitter_buffer"
+    source = RTCRtpReceiver._handle_rtp_packet.__code__
+    assert "_RTCRtpReceiver__jitter_buffer" in source.co_names
+    assert "add" in source.co_names
+
+
+async def test_every_received_packet_reaches_rostras_jitter_buffer() -> None:
+    restrict_ice_host_addresses(["127.0.0.1"])
+    sender, receiver = RTCPeerConnection(), RTCPeerConnection()
+    sender.addTransceiver(PcmTrack(tone(440, 3)), direction="sendonly")
+    jitter = JitterBuffer()
+    hook = JitterHook(jitter, dropper=None)
+    await sender.setLocalDescription(await sender.createOffer())
+    await receiver.setRemoteDescription(sender.localDescription)
+    hook_receiver(receiver.getTransceivers()[0].receiver, hook)
+    await receiver.setLocalDescription(await receiver.createAnswer())
+    await sender.setRemoteDescription(
+        RTCSessionDescription(receiver.localDescription.sdp, "answer")
+    )
+    frames = []
+    for _ in range(100):  # pull as the mixer does, one 20 ms frame at a time
+        await asyncio.sleep(0.02)
+        frames.append(jitter.pop())
+    await sender.close()
+    await receiver.close()
+    assert hook.stats.packets >= 50, hook.stats
+    heard = [f for f in frames if f is not None]
+    assert len(heard) >= 50
+    assert max(float(np.max(np.abs(f))) for f in heard) > 0.1

@@ -1,0 +1,236 @@
+"""The three pages in a real browser (Debian's Chromium through Playwright) against a real server:
+a speaker's microphone reaches listeners, the listener page plays the program, the host page runs
+the space, and every page fits desktop and mobile screens."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.audio_check import decode, peak_correlation, rms_db
+from tests.conftest import Server
+from tests.web.conftest import ConsoleWatch, Speech
+
+pytestmark = pytest.mark.browser
+
+STAGE_TIMEOUT_MS = 20_000
+CAPTURE_S = 8.0
+MIN_CORRELATION = 0.5
+CONTROL_RATIO = 5.0
+SILENCE_DB = -50.0
+DESKTOP = {"width": 1280, "height": 800}
+MOBILE = {"width": 390, "height": 844}
+
+# Runs in the listener page: route its <audio> through an AnalyserNode and report the loudness.
+MEASURE_PROGRAM_JS = """
+async (seconds) => {
+  const audio = document.getElementById('player');
+  const context = new AudioContext();
+  await context.resume();
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 2048;
+  context.createMediaElementSource(audio).connect(analyser);
+  analyser.connect(context.destination);
+  const samples = new Float32Array(analyser.fftSize);
+  const started = audio.currentTime;
+  let peak = 0;
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    analyser.getFloatTimeDomainData(samples);
+    let sum = 0;
+    for (const sample of samples) sum += sample * sample;
+    peak = Math.max(peak, Math.sqrt(sum / samples.length));
+  }
+  return { peak, advanced: audio.currentTime - started, state: context.state };
+}
+"""
+
+
+def wait_until(condition: Any, timeout_s: float, what: str, interval_s: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval_s)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def stage_names(server: Server, space_id: str) -> list[str]:
+    response = server.api("GET", f"/live/{space_id}/state.json")
+    assert response.status_code == 200, response.text
+    return [member["name"] for member in response.json()["stage"]]
+
+
+def join_stage(page: Any, invite_url: str, name: str) -> None:
+    """Open the speaker page, type a name, join with the (fake) microphone."""
+    page.goto(invite_url)
+    page.fill("#name", name)
+    page.click("#join")
+    try:
+        page.locator("#panel-live").wait_for(state="visible", timeout=STAGE_TIMEOUT_MS)
+    except Exception as error:  # noqa: BLE001 - the page's own message explains the failure
+        message = page.locator("#join-message").inner_text()
+        pytest.fail(f"{name} did not get on stage: {message!r} ({error})")
+
+
+def speaker_on_stage(context: Any, server: Server, space: dict[str, Any], name: str) -> Any:
+    page = context.new_page()
+    join_stage(page, space["speaker_invite_url"], name)
+    wait_until(lambda: name in stage_names(server, space["id"]), 10, f"{name} in state.json")
+    return page
+
+
+def test_speech_fed_to_speaker_page_is_decoded_at_listener(
+    web_server: Server, context: Any, speech: Speech, console: ConsoleWatch
+) -> None:
+    space = web_server.create_space("Speech through the speaker page")
+    speaker = console.watch(context.new_page())
+    join_stage(speaker, space["speaker_invite_url"], "Ada")
+    time.sleep(1.0)  # the voice is in the mix: let the encoder emit a little of it
+
+    heard = decode(space["stream_url"], seconds=CAPTURE_S, timeout_s=30)
+
+    assert heard.size >= 0.9 * CAPTURE_S * 48_000, f"decoded only {heard.size} samples"
+    assert rms_db(heard) > SILENCE_DB, f"the program is silent ({rms_db(heard):.1f} dBFS)"
+    wanted = peak_correlation(heard, decode(speech.spoken))
+    unsent = peak_correlation(heard, decode(speech.never_spoken))
+    assert wanted >= MIN_CORRELATION, f"correlation with the speech {wanted:.2f} < {MIN_CORRELATION}"
+    assert wanted >= CONTROL_RATIO * unsent, (
+        f"correlation {wanted:.2f} is not {CONTROL_RATIO}x the unsent control's {unsent:.2f}"
+    )
+    assert console.errors == []
+
+
+def test_listener_page_plays_live_program(
+    web_server: Server, context: Any, console: ConsoleWatch
+) -> None:
+    space = web_server.create_space("The listener page plays")
+    speaker_on_stage(context, web_server, space, "Ada")
+    listener = console.watch(context.new_page())
+
+    listener.goto(space["listen_url"])
+    listener.locator("#status[data-status='live']").wait_for()
+    listener.locator("#stage .member-name", has_text="Ada").wait_for()
+    listener.click("#play")
+    listener.wait_for_function(
+        "document.getElementById('player').currentTime > 1", timeout=STAGE_TIMEOUT_MS
+    )
+    measured = listener.evaluate(MEASURE_PROGRAM_JS, 3)
+
+    assert measured["advanced"] > 2.0, f"media time advanced only {measured['advanced']:.2f} s"
+    assert measured["peak"] > 0.005, f"no audio energy while Ada talks: {measured}"
+    assert listener.get_attribute("#play", "aria-label") == "Pause"
+    assert listener.inner_text("#listeners") == "0"
+    assert listener.inner_text("#stream-listeners").isdigit()
+    assert listener.get_attribute("#aac-link", "href") == space["stream_url"]
+    assert listener.get_attribute("#opus-link", "href") == space["opus_stream_url"]
+    assert console.errors == []
+
+
+def test_host_starts_space_mints_invite_sees_speaker_and_removes_them(
+    web_server: Server, context: Any, console: ConsoleWatch
+) -> None:
+    space = web_server.create_space("Hosted", live=False)
+    host = console.watch(context.new_page())
+    host.goto(space["host_url"])
+    host.locator("#status[data-status='scheduled']").wait_for()
+    assert host.input_value("#speaker-link") == space["speaker_invite_url"]
+
+    host.click("#start")
+    host.locator("#status[data-status='live']").wait_for()
+    host.fill("#invite-name", "Grace")
+    host.fill("#invite-uses", "1")
+    host.click("#invite-create")
+    invite_url = host.locator("#invites .invite input").first.input_value()
+    assert f"/speak/{space['id']}?invite=" in invite_url
+
+    speaker = console.watch(context.new_page())
+    join_stage(speaker, invite_url, "Grace")
+    member = host.locator("#stage .member", has_text="Grace")
+    member.wait_for(timeout=10_000)
+    member.get_by_role("button", name="Remove Grace from the stage").click()
+    member.wait_for(state="detached", timeout=10_000)
+    assert "Grace" not in stage_names(web_server, space["id"])
+    speaker.locator("#join-message", has_text="no longer on the stage").wait_for(timeout=15_000)
+
+    speaker.click("#join")  # the invite allowed one use
+    speaker.locator("#join-message", has_text="already been used").wait_for()
+
+    host.click("#end")
+    host.click("#end-confirm")
+    host.locator("#status[data-status='ended']").wait_for()
+    unexpected = [error for error in console.errors if "403" not in error]
+    assert unexpected == []  # the refused second join logs its 403; nothing else may fail
+
+
+def test_listener_page_plays_replay_with_seek_and_download_after_end(
+    web_server: Server, context: Any, console: ConsoleWatch, screenshots: Path
+) -> None:
+    space = web_server.create_space("Replayed")
+    speaker = speaker_on_stage(context, web_server, space, "Ada")
+    time.sleep(4)
+    speaker.click("#leave")
+    response = web_server.api("POST", f"/api/v1/spaces/{space['id']}/end")
+    assert response.status_code == 200, response.text
+    listener = console.watch(context.new_page())
+
+    listener.goto(space["listen_url"])
+    listener.locator("#status[data-status='ended']").wait_for()
+    listener.locator("#seek").wait_for()
+    assert listener.get_attribute("#download", "href") == space["download_url"]
+    assert listener.locator("#players").is_hidden()
+    listener.click("#play")
+    listener.wait_for_function("document.getElementById('player').currentTime > 1")
+    duration = float(listener.get_attribute("#seek-bar", "max") or 0)
+    assert duration >= 3, f"the replay lasts {duration} s"
+    listener.evaluate(
+        """(t) => { const bar = document.getElementById('seek-bar');
+        bar.value = String(t); bar.dispatchEvent(new Event('change')); }""",
+        duration - 1,
+    )
+    listener.wait_for_function(f"document.getElementById('player').currentTime >= {duration - 1.5}")
+    listener.screenshot(path=screenshots / "listen-replay-desktop.png", full_page=True)
+    assert console.errors == []
+
+
+@pytest.mark.parametrize(("size", "viewport"), [("desktop", DESKTOP), ("mobile", MOBILE)])
+def test_pages_fit_the_screen_at_desktop_and_mobile_widths(
+    web_server: Server,
+    browser: Any,
+    console: ConsoleWatch,
+    screenshots: Path,
+    size: str,
+    viewport: dict[str, int],
+) -> None:
+    space = web_server.create_space("Town hall: the future of the river bank")
+    context = browser.new_context(
+        viewport=viewport, is_mobile=size == "mobile", has_touch=size == "mobile"
+    )
+    context.set_default_timeout(15_000)
+    try:
+        speaker_on_stage(context, web_server, space, "Ada Lovelace")
+        pages = {
+            "index": "/",
+            "listen": space["listen_url"],
+            "host": space["host_url"],
+            "speak": space["speaker_invite_url"],
+        }
+        for name, url in pages.items():
+            page = console.watch(context.new_page())
+            page.goto(url if url.startswith("http") else web_server.url + url)
+            if name != "index":
+                page.locator("#stage .member-name", has_text="Ada Lovelace").wait_for()
+            page.screenshot(path=screenshots / f"{name}-{size}.png", full_page=True)
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{name} page scrolls sideways by {overflow} px at {size}"
+            page.close()
+    finally:
+        context.close()
+    assert console.errors == []
