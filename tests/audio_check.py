@@ -13,9 +13,18 @@ SAMPLE_RATE_HZ = 48_000
 Audio = npt.NDArray[np.float32]
 
 
-def decode(source: str | Path, *, seconds: float | None = None, timeout_s: float = 60) -> Audio:
+def decode(
+    source: str | Path,
+    *,
+    seconds: float | None = None,
+    start_s: float | None = None,
+    timeout_s: float = 60,
+) -> Audio:
     """Any file or URL (HLS, ADTS, Ogg, WAV…) → mono float32 at 48 kHz, through ffmpeg."""
-    command = ["ffmpeg", "-v", "error", "-nostdin", "-i", str(source)]
+    command = ["ffmpeg", "-v", "error", "-nostdin"]
+    if start_s is not None:
+        command += ["-ss", str(start_s)]
+    command += ["-i", str(source)]
     if seconds is not None:
         command += ["-t", str(seconds)]
     command += ["-ac", "1", "-ar", str(SAMPLE_RATE_HZ), "-f", "f32le", "-"]

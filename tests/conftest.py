@@ -110,6 +110,14 @@ def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("speech")
 
 
+def padded(wav: Path, *, before_s: float = 2.0, after_s: float = 3.0) -> Path:
+    """The clip with silence around it, so a peer that joins a little later hears all of it."""
+    out = wav.with_name(f"{wav.stem}-padded.wav")
+    if not out.exists():
+        subprocess.run(["sox", str(wav), str(out), "pad", str(before_s), str(after_s)], check=True)
+    return out
+
+
 def make_speech(directory: Path, name: str, text: str, *, voice: str = "en") -> Path:
     """Real speech from espeak-ng, resampled to 48 kHz mono WAV."""
     if shutil.which("espeak-ng") is None:

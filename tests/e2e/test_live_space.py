@@ -10,16 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
 from tests.audio_check import SAMPLE_RATE_HZ, capture, decode, peak_correlation, rms_db
-from tests.conftest import Server, make_speech
+from tests.conftest import Server, make_speech, padded, start_server, stop_server
 
 VOICE_A = "The quick brown fox jumps over the lazy dog while the radio plays softly."
 VOICE_B = "Seven silver swans swim silently across the frozen lake at midnight."
 CONTROL = "Nobody ever said these words into the space, so nobody should hear them."
-CAPTURE_S = 16.0
+CAPTURE_S = 18.0
 MIN_CORRELATION = 0.5
 CONTROL_RATIO = 5.0
 
@@ -90,8 +91,10 @@ def test_two_speakers_reach_every_listener_format_and_hear_each_other(
     }
     time.sleep(1.0)
     bots = {
-        "a": speak(space["speaker_invite_url"], voices["a"], "Alice", tmp_path / "ret-a.wav"),
-        "b": speak(space["speaker_invite_url"], voices["b"], "Bob", tmp_path / "ret-b.wav"),
+        name: speak(
+            space["speaker_invite_url"], padded(voices[name]), who, tmp_path / f"ret-{name}.wav"
+        )
+        for name, who in (("a", "Alice"), ("b", "Bob"))
     }
     results = {name: json.loads(finish(bot)) for name, bot in bots.items()}
     assert all(r["connection"] == "connected" for r in results.values()), results
@@ -169,3 +172,57 @@ def test_killed_speaker_leaves_program_continuous(
         assert found >= MIN_CORRELATION, (
             f"Alice's words {start_s}-{end_s} s: correlation {found:.2f} < {MIN_CORRELATION}"
         )
+
+
+def test_three_percent_packet_loss_is_concealed(tmp_path: Path) -> None:
+    lossy = start_server(
+        tmp_path / "data",
+        extra_env={"ROSTRA_INGEST_DROP_RATE": "0.03", "ROSTRA_INGEST_DROP_SEED": "7"},
+    )
+    try:
+        space = lossy.create_space("Lossy")
+        listener = capture(space["stream_url"], 14.0, tmp_path / "aac.wav")
+        time.sleep(0.5)
+        bot = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rostra",
+                "speak",
+                space["speaker_invite_url"],
+                "--tone",
+                "600",
+                "--seconds",
+                "10",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        finish(bot)
+        metrics = httpx.get(lossy.url + "/metrics").text
+        listener.communicate(timeout=30)
+    finally:
+        stop_server(lossy)
+    fates = {
+        line.split('fate="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("rostra_ingest_packets_total{")
+    }
+    assert 0.015 <= fates["test_dropped"] / (fates["received"] + fates["test_dropped"]) <= 0.05
+    heard = decode(tmp_path / "aac.wav")
+    frame = SAMPLE_RATE_HZ // 50
+    onset = int(np.argmax(np.abs(heard) > 0.1))
+    tone_part = heard[onset : onset + 9 * SAMPLE_RATE_HZ]
+    levels = np.array(
+        [rms_db(tone_part[i : i + frame]) for i in range(0, tone_part.size - frame, frame)]
+    )
+    expected = float(np.median(levels))
+    missing = levels < expected - 10
+    longest = 0
+    run = 0
+    for is_missing in missing:
+        run = run + 1 if is_missing else 0
+        longest = max(longest, run)
+    assert missing.mean() <= 0.035, f"{missing.mean():.1%} of the audio is missing"
+    assert longest * 20 <= 60, f"a gap of {longest * 20} ms"
+    assert fates["lost"] >= fates["test_dropped"] * 0.8, fates

@@ -24,7 +24,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SpaceStore
 
 def space(space_id: str = "abcdefgh1234", **changes: object) -> SpaceRecord:
     fields: dict[str, object] = {
-        "id": space_id, "title": "T", "status": "scheduled", "created_at": NOW,
+        "id": space_id,
+        "title": "T",
+        "status": "scheduled",
+        "created_at": NOW,
     }
     fields.update(changes)
     return SpaceRecord(**fields)  # type: ignore[arg-type]
@@ -32,8 +35,14 @@ def space(space_id: str = "abcdefgh1234", **changes: object) -> SpaceRecord:
 
 def invite(invite_id: str = "inv1", uses_max: int | None = None) -> InviteRecord:
     return InviteRecord(
-        id=invite_id, space_id="abcdefgh1234", name="", uses_max=uses_max, uses_count=0,
-        is_revoked=False, expires_at=NOW + timedelta(days=1), created_at=NOW,
+        id=invite_id,
+        space_id="abcdefgh1234",
+        name="",
+        uses_max=uses_max,
+        uses_count=0,
+        is_revoked=False,
+        expires_at=NOW + timedelta(days=1),
+        created_at=NOW,
     )
 
 

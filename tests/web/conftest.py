@@ -4,19 +4,25 @@ Playwright with a fake microphone that speaks a known sentence, and a console-er
 from __future__ import annotations
 
 import shutil
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from tests.audio_check import SAMPLE_RATE_HZ, decode
 from tests.conftest import Server, make_speech, start_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 SPOKEN = "The quick brown fox jumps over the lazy dog, near the river bank."
 NEVER_SPOKEN = "Seven silver swans swim silently across the frozen lake at midnight."
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+# Chromium's fake microphone loops its file in 10 ms buffers, padding the last one with silence;
+# a file that is a whole number of buffers loops with an exactly known period.
+LOOP_BLOCK_SAMPLES = 4_800
 
 
 def chromium_args(fake_microphone: Path) -> list[str]:
@@ -43,11 +49,24 @@ class Speech:
     never_spoken: Path  # a control: different speech that is never sent
 
 
+def padded_for_loop(source: Path, out: Path) -> Path:
+    samples = decode(source)
+    samples = np.concatenate([samples, np.zeros((-samples.size) % LOOP_BLOCK_SAMPLES, np.float32)])
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+    with wave.open(str(out), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(SAMPLE_RATE_HZ)
+        handle.writeframes(pcm.tobytes())
+    return out
+
+
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Speech:
     directory = tmp_path_factory.mktemp("web-speech")
+    spoken = make_speech(directory, "spoken", SPOKEN, voice="en")
     return Speech(
-        spoken=make_speech(directory, "spoken", SPOKEN, voice="en"),
+        spoken=padded_for_loop(spoken, directory / "spoken-loop.wav"),
         never_spoken=make_speech(directory, "never", NEVER_SPOKEN, voice="en-us+f3"),
     )
 

@@ -54,8 +54,9 @@ async def test_whip_rejects_bad_offers_and_credentials(server: Server) -> None:
     huge = b"v=0\r\n" + b"a=x\r\n" * 20_000
     assert_problem(await post_sdp(server, space["id"], huge, invite), 413, "bytes")
     assert_problem(
-        await post_sdp(server, space["id"], good_sdp.encode(), invite,
-                       **{"Content-Type": "application/json"}),
+        await post_sdp(
+            server, space["id"], good_sdp.encode(), invite, **{"Content-Type": "application/json"}
+        ),
         415,
         "application/sdp",
     )
@@ -227,11 +228,16 @@ async def test_bad_requests_do_not_disturb_the_live_program(server: Server) -> N
     async with httpx.AsyncClient(timeout=10) as client:
         while time.monotonic() < deadline:
             for response in [
-                await client.post(f"{server.url}/whip/{space['id']}", content=b"x" * 70_000,
-                                  headers={"Content-Type": "application/sdp"}),
-                await client.post(f"{server.url}/whip/{space['id']}", content=b"v=0",
-                                  headers={"Content-Type": "application/sdp",
-                                           "Authorization": "Bearer a.b.c"}),
+                await client.post(
+                    f"{server.url}/whip/{space['id']}",
+                    content=b"x" * 70_000,
+                    headers={"Content-Type": "application/sdp"},
+                ),
+                await client.post(
+                    f"{server.url}/whip/{space['id']}",
+                    content=b"v=0",
+                    headers={"Content-Type": "application/sdp", "Authorization": "Bearer a.b.c"},
+                ),
                 await client.get(f"{server.url}/live/{space['id']}/seg_999999.m4s"),
             ]:
                 statuses.add(response.status_code)
@@ -240,8 +246,11 @@ async def test_bad_requests_do_not_disturb_the_live_program(server: Server) -> N
     numbers = [int(line[4:10]) for line in playlist.splitlines() if line.startswith("seg_")]
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
     metrics = httpx.get(server.url + "/metrics").text
-    dropped = [line for line in metrics.splitlines()
-               if line.startswith("rostra_program_frames_dropped_total")]
+    dropped = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("rostra_program_frames_dropped_total")
+    ]
     assert dropped, metrics[:500]
     assert all(line.endswith(" 0.0") for line in dropped), dropped
     await pc.close()

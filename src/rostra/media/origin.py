@@ -32,6 +32,9 @@ class StageMember:
     joined_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
+INGEST_COUNTERS = ("received", "lost", "recovered", "concealed", "late", "dropped", "underruns")
+
+
 @dataclass(slots=True)
 class _Session:
     member: StageMember
@@ -59,6 +62,7 @@ class Origin:
         self._pipelines: dict[str, SpacePipeline] = {}
         self._sessions: dict[str, dict[str, _Session]] = {}
         self._reserved: dict[str, int] = {}
+        self._ingest_totals: dict[str, dict[str, int]] = {}
         restrict_ice_host_addresses(ice_host_addresses)
 
     def media_dir(self, space_id: str) -> Path:
@@ -133,8 +137,26 @@ class Origin:
         log.info("speaker joined", extra={"space": space_id, "session": session_id})
         return member, answer
 
+    def ingest_totals(self, space_id: str) -> dict[str, int]:
+        """Packet counts of every voice the space has had, by what became of them."""
+        totals = dict(self._ingest_totals.get(space_id, {}))
+        for session in self._sessions.get(space_id, {}).values():
+            self._add_counts(totals, session.connection)
+        return totals
+
+    @staticmethod
+    def _add_counts(totals: dict[str, int], connection: WhipConnection) -> None:
+        stats = connection.jitter.stats
+        for name in INGEST_COUNTERS:
+            totals[name] = totals.get(name, 0) + int(getattr(stats, name))
+        totals["test_dropped"] = (
+            totals.get("test_dropped", 0) + connection.hook.stats.dropped_by_test
+        )
+
     def _forget(self, space_id: str, session_id: str) -> None:
         session = self._sessions.get(space_id, {}).pop(session_id, None)
+        if session is not None:
+            self._add_counts(self._ingest_totals.setdefault(space_id, {}), session.connection)
         pipeline = self._pipelines.get(space_id)
         if pipeline is not None:
             pipeline.remove_voice(session_id)

@@ -42,6 +42,15 @@ class OriginCollector(Collector):
         dropped = CounterMetricFamily(
             "rostra_program_frames_dropped", "Program frames the encoder missed", labels=["space"]
         )
+        ingest = CounterMetricFamily(
+            "rostra_ingest_packets",
+            "Speaker packets by fate: received, lost, recovered (FEC), concealed (PLC), …",
+            labels=["space", "fate"],
+        )
+        for space_id in pipelines:
+            for fate, count in self._origin.ingest_totals(space_id).items():
+                ingest.add_metric([space_id, fate], count)
+        yield ingest
         for space_id, pipeline in pipelines.items():
             voices.add_metric([space_id], pipeline.voice_count)
             streams.add_metric([space_id], self._origin.stream_listeners(space_id))
