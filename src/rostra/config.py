@@ -38,7 +38,7 @@ class Settings:
     max_sdp_bytes: int = 64 * 1024
     live_window_segments: int = 6
     log_level: str = "info"
-    # Testing aid: drop this fraction of incoming speaker RTP packets (seeded), to prove concealment.
+    # Testing aid: drop this fraction of speaker RTP packets (seeded), to prove concealment.
     ingest_drop_rate: float = 0.0
     ingest_drop_seed: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)

@@ -117,7 +117,8 @@ async def test_ended_space_refuses_speakers_and_streams(server: Server) -> None:
     assert server.api("POST", f"/api/v1/spaces/{space['id']}/end").status_code == 200
     pc, response = await publish(space["whip_url"], token_of(space["speaker_invite_url"]))
     assert_problem(response, 409, "ended")
-    assert_problem(httpx.get(space["stream_url"]), 409, "ended")
+    async with httpx.AsyncClient() as client:
+        assert_problem(await client.get(space["stream_url"]), 409, "ended")
     assert_problem(server.api("POST", f"/api/v1/spaces/{space['id']}/start"), 409, "ended")
     await pc.close()
 
@@ -241,11 +242,11 @@ async def test_bad_requests_do_not_disturb_the_live_program(server: Server) -> N
                 await client.get(f"{server.url}/live/{space['id']}/seg_999999.m4s"),
             ]:
                 statuses.add(response.status_code)
-    assert statuses <= {401, 404, 413}, statuses
-    playlist = httpx.get(f"{server.url}/live/{space['id']}/audio.m3u8").text
+        assert statuses <= {401, 404, 413}, statuses
+        playlist = (await client.get(f"{server.url}/live/{space['id']}/audio.m3u8")).text
+        metrics = (await client.get(server.url + "/metrics")).text
     numbers = [int(line[4:10]) for line in playlist.splitlines() if line.startswith("seg_")]
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
-    metrics = httpx.get(server.url + "/metrics").text
     dropped = [
         line
         for line in metrics.splitlines()

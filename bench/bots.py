@@ -1,0 +1,200 @@
+"""Benchmark speakers: WHIP clients on aiortc that note when each frame is handed to WebRTC, send
+pre-encoded Opus without encoding, and tap their mix-minus as RTP packets arrive.
+
+Every connection offers only 127.0.0.1 as its ICE candidate and asks no STUN server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urljoin
+
+import av
+import httpx
+import numpy as np
+import numpy.typing as npt
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from rostra.media.ice import restrict_ice_host_addresses
+from rostra.media.ingest import hook_receiver
+from rostra.rehearse.speaker import PcmTrack, whip_target
+
+SAMPLE_RATE_HZ = 48_000
+FRAME_SAMPLES = 960
+FRAME_DURATION_S = FRAME_SAMPLES / SAMPLE_RATE_HZ
+TIME_BASE = fractions.Fraction(1, SAMPLE_RATE_HZ)
+CONNECT_TIMEOUT_S = 20.0
+HTTP_TIMEOUT_S = 15.0
+
+PayloadSink = Callable[[bytes, float], None]
+
+
+class TimedPcmTrack(PcmTrack):
+    """Sends PCM in real time like `rostra speak`, noting the wall-clock time each frame (by its
+    first sample's index) is handed to aiortc's encoder."""
+
+    def __init__(self, pcm: npt.NDArray[np.float32], *, then_silence_s: float = 0.0) -> None:
+        super().__init__(pcm, then_silence_s=then_silence_s)
+        self.handed_at: dict[int, float] = {}
+
+    async def recv(self) -> av.AudioFrame:
+        frame = await super().recv()
+        self.handed_at[int(frame.pts)] = time.time()
+        return frame
+
+
+class OpusPacketTrack(MediaStreamTrack):
+    """Loops pre-encoded 20 ms Opus packets in real time; aiortc only packetizes them."""
+
+    kind = "audio"
+
+    def __init__(self, packets: Sequence[bytes], *, first_packet: int = 0) -> None:
+        super().__init__()
+        if not packets:
+            raise ValueError("an Opus packet track needs at least one packet")
+        self._packets = list(packets)
+        self._first = first_packet
+        self._sent = 0
+        self._start: float | None = None
+
+    async def recv(self) -> av.Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        wait = self._start + self._sent * FRAME_DURATION_S - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        packet = av.Packet(self._packets[(self._first + self._sent) % len(self._packets)])
+        packet.pts = self._sent * FRAME_SAMPLES
+        packet.time_base = TIME_BASE
+        self._sent += 1
+        return packet
+
+
+def encode_opus(
+    pcm: npt.NDArray[np.float32], *, bitrate_bps: int, options: dict[str, str]
+) -> list[bytes]:
+    """Mono 48 kHz PCM → 20 ms libopus packets (PyAV), once, to be sent many times."""
+    context: Any = av.CodecContext.create("libopus", "w")
+    context.sample_rate = SAMPLE_RATE_HZ
+    context.layout = "mono"
+    context.format = "s16"
+    context.bit_rate = bitrate_bps
+    context.time_base = TIME_BASE
+    context.options = {"frame_duration": "20", **options}
+    context.open()
+    ints = np.round(np.clip(pcm, -1, 1) * 32_767).astype(np.int16)
+    packets: list[bytes] = []
+    usable = ints.size - ints.size % FRAME_SAMPLES
+    for start in range(0, usable, FRAME_SAMPLES):
+        frame = av.AudioFrame.from_ndarray(
+            ints[start : start + FRAME_SAMPLES].reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = SAMPLE_RATE_HZ
+        frame.pts = start
+        frame.time_base = TIME_BASE
+        packets += [bytes(p) for p in context.encode(frame)]
+    packets += [bytes(p) for p in context.encode(None)]
+    return packets
+
+
+class ReturnTap:
+    """Stands where aiortc keeps the audio jitter buffer of a bot's receiver: counts each mix-minus
+    packet, hands its Opus payload and arrival time to `on_payload`, then (if given) passes it on
+    to aiortc's own jitter buffer so the stock receive track still plays."""
+
+    def __init__(self, on_payload: PayloadSink | None = None) -> None:
+        self.packets = 0
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self._on_payload = on_payload
+        self._passthrough: Any = None
+
+    def attach(self, receiver: Any, *, passthrough: bool) -> None:
+        if passthrough:
+            self._passthrough = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+        hook_receiver(receiver, self)
+
+    def add(self, packet: Any) -> tuple[bool, Any]:
+        now = time.time()
+        self.packets += 1
+        self.first_at = self.first_at or now
+        self.last_at = now
+        if self._on_payload is not None:
+            self._on_payload(bytes(packet._data), now)
+        if self._passthrough is not None:
+            result: tuple[bool, Any] = self._passthrough.add(packet)
+            return result
+        return False, None
+
+
+@dataclass(slots=True)
+class Bot:
+    """One speaker on stage: its peer connection and its WHIP resource."""
+
+    name: str
+    pc: RTCPeerConnection
+    resource: str
+    token: str
+    tap: ReturnTap
+    returned: MediaStreamTrack | None = None
+
+    async def wait_connected(self, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.pc.connectionState != "connected":
+            if self.pc.connectionState in ("failed", "closed") or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name}: connection {self.pc.connectionState}")
+            await asyncio.sleep(0.05)
+
+    async def leave(self, client: httpx.AsyncClient) -> None:
+        try:
+            await client.delete(self.resource, headers={"Authorization": f"Bearer {self.token}"})
+        finally:
+            await self.pc.close()
+
+
+async def join(
+    client: httpx.AsyncClient,
+    invite_url: str,
+    track: MediaStreamTrack,
+    *,
+    name: str,
+    tap: ReturnTap,
+    stock_playout: bool = False,
+) -> Bot:
+    """Publish `track` over WHIP and tap the mix-minus; with `stock_playout`, aiortc's own
+    jitter buffer and decoder still feed the received track (`Bot.returned`)."""
+    target = whip_target(invite_url)
+    restrict_ice_host_addresses(["127.0.0.1"])
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    transceiver = pc.addTransceiver(track, direction="sendrecv")
+    tap.attach(transceiver.receiver, passthrough=stock_playout)
+    returned: list[MediaStreamTrack] = []
+    pc.on("track", returned.append)
+    await pc.setLocalDescription(await pc.createOffer())
+    response = await client.post(
+        target.endpoint + f"?name={quote(name)}",
+        content=pc.localDescription.sdp.encode(),
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {target.token}"},
+        timeout=HTTP_TIMEOUT_S,
+    )
+    if response.status_code != 201:
+        await pc.close()
+        raise RuntimeError(f"{name}: WHIP answered {response.status_code}: {response.text[:300]}")
+    await pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+    bot = Bot(
+        name=name,
+        pc=pc,
+        resource=urljoin(target.endpoint, response.headers["Location"]),
+        token=target.token,
+        tap=tap,
+    )
+    bot.returned = returned[0] if returned else None
+    return bot
