@@ -42,9 +42,7 @@ class AdtsSplitter:
                 sync = self._buffer.find(b"\xff", 1)
                 del self._buffer[: sync if sync > 0 else len(self._buffer)]
                 continue
-            length = (
-                (self._buffer[3] & 0x03) << 11 | self._buffer[4] << 3 | self._buffer[5] >> 5
-            )
+            length = (self._buffer[3] & 0x03) << 11 | self._buffer[4] << 3 | self._buffer[5] >> 5
             if length < ADTS_HEADER_BYTES:
                 del self._buffer[:1]
                 continue

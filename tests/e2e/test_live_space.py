@@ -157,6 +157,13 @@ def test_killed_speaker_leaves_program_continuous(
     bob.send_signal(signal.SIGKILL)
     bob.wait()
     finish(alice)
+    deadline = time.monotonic() + 15  # a silent speaker's seat is freed after 10 s
+    while time.monotonic() < deadline:
+        stage = server.api("GET", f"/live/{space['id']}/state.json").json()["stage"]
+        if not stage:
+            break
+        time.sleep(0.5)
+    assert stage == [], f"the killed speaker still holds a seat: {stage}"
     response = server.api("POST", f"/api/v1/spaces/{space['id']}/end")
     assert response.status_code == 200, response.text
     media = server.data / "spaces" / space["id"]

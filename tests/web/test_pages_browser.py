@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from scipy import signal
 
 from tests.audio_check import SAMPLE_RATE_HZ, Audio, decode, rms_db
@@ -94,7 +95,7 @@ def join_stage(page: Any, invite_url: str, name: str) -> None:
     page.click("#join")
     try:
         page.locator("#panel-live").wait_for(state="visible", timeout=STAGE_TIMEOUT_MS)
-    except Exception as error:  # noqa: BLE001 - the page's own message explains the failure
+    except PlaywrightTimeout as error:
         message = page.locator("#join-message").inner_text()
         pytest.fail(f"{name} did not get on stage: {message!r} ({error})")
 
@@ -132,7 +133,7 @@ def test_speech_fed_to_speaker_page_is_decoded_at_listener(
 
 
 def test_listener_page_plays_live_program(
-    web_server: Server, context: Any, console: ConsoleWatch
+    web_server: Server, context: Any, console: ConsoleWatch, screenshots: Path
 ) -> None:
     space = web_server.create_space("The listener page plays")
     speaker_on_stage(context, web_server, space, "Ada")
@@ -154,6 +155,7 @@ def test_listener_page_plays_live_program(
     assert listener.inner_text("#stream-listeners").isdigit()
     assert listener.get_attribute("#aac-link", "href") == space["stream_url"]
     assert listener.get_attribute("#opus-link", "href") == space["opus_stream_url"]
+    listener.screenshot(path=screenshots / "listen-playing-desktop.png", full_page=True)
     assert console.errors == []
 
 
@@ -190,7 +192,7 @@ def test_host_starts_space_mints_invite_sees_speaker_and_removes_them(
     host.click("#end-confirm")
     host.locator("#status[data-status='ended']").wait_for()
     unexpected = [error for error in console.errors if "403" not in error]
-    assert unexpected == []  # the refused second join logs its 403; nothing else may fail
+    assert unexpected == [], console.errors  # only the refused second join (403) may log
 
 
 def test_listener_page_plays_replay_with_seek_and_download_after_end(
@@ -238,7 +240,8 @@ def test_pages_fit_the_screen_at_desktop_and_mobile_widths(
     )
     context.set_default_timeout(15_000)
     try:
-        speaker_on_stage(context, web_server, space, "Ada Lovelace")
+        speaker = speaker_on_stage(context, web_server, space, "Ada Lovelace")
+        speaker.screenshot(path=screenshots / f"speak-joined-{size}.png", full_page=True)
         pages = {
             "index": "/",
             "listen": space["listen_url"],

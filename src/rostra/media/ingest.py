@@ -28,6 +28,7 @@ from aiortc.mediastreams import MediaStreamError
 from rostra.errors import InvalidSdp
 from rostra.media.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, Pcm, to_stereo_int16
 from rostra.media.encode import TIME_BASE
+from rostra.media.ice import IceServer
 from rostra.media.jitter import JitterBuffer
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,13 @@ class ReturnTrack(MediaStreamTrack):
         return frame
 
 
-def _configuration(ice_servers: Sequence[str]) -> RTCConfiguration:
-    return RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in ice_servers])
+def _configuration(ice_servers: Sequence[IceServer]) -> RTCConfiguration:
+    return RTCConfiguration(
+        iceServers=[
+            RTCIceServer(urls=s.url, username=s.username, credential=s.credential)
+            for s in ice_servers
+        ]
+    )
 
 
 def _check_offer(sdp: str) -> None:
@@ -131,7 +137,7 @@ class WhipConnection:
         self,
         loop: asyncio.AbstractEventLoop,
         *,
-        ice_servers: Sequence[str],
+        ice_servers: Sequence[IceServer],
         dropper: PacketDropper | None,
         on_closed: Callable[[], None],
     ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from rostra.errors import SpeakerNotFound, StageFull
 from rostra.ids import new_session_id
-from rostra.media.ice import restrict_ice_host_addresses
+from rostra.media.ice import IceServer, restrict_ice_host_addresses
 from rostra.media.ingest import PacketDropper, WhipConnection
 from rostra.media.pipeline import SpacePipeline
 
@@ -31,6 +32,11 @@ class StageMember:
     is_muted: bool = False
     joined_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
+
+# A speaker whose packets stopped this long ago has gone (killed, network lost): free the seat
+# sooner than ICE consent expiry (30 s) would.
+SILENT_SPEAKER_S = 10.0
+WATCH_INTERVAL_S = 2.0
 
 INGEST_COUNTERS = ("received", "lost", "recovered", "concealed", "late", "dropped", "underruns")
 
@@ -54,7 +60,7 @@ class Origin:
         drop_seed: int = 0,
     ) -> None:
         self._root = media_root
-        self._ice_servers = tuple(ice_servers)
+        self.ice_servers = tuple(IceServer.parse(entry) for entry in ice_servers)
         self._max_voices = max_voices
         self._window = window_segments
         self._drop_rate = drop_rate
@@ -63,6 +69,7 @@ class Origin:
         self._sessions: dict[str, dict[str, _Session]] = {}
         self._reserved: dict[str, int] = {}
         self._ingest_totals: dict[str, dict[str, int]] = {}
+        self._watchdog: asyncio.Task[None] | None = None
         restrict_ice_host_addresses(ice_host_addresses)
 
     def media_dir(self, space_id: str) -> Path:
@@ -117,7 +124,7 @@ class Origin:
         dropper = PacketDropper(self._drop_rate, self._drop_seed) if self._drop_rate else None
         connection = WhipConnection(
             asyncio.get_running_loop(),
-            ice_servers=self._ice_servers,
+            ice_servers=self.ice_servers,
             dropper=dropper,
             on_closed=lambda: self._forget(space_id, session_id),
         )
@@ -133,6 +140,8 @@ class Origin:
             self._reserved[space_id] -= 1
         pipeline = self._ensure_pipeline(space_id)
         sessions[session_id] = _Session(member=member, connection=connection)
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.create_task(self._watch_speakers())
         pipeline.add_voice(session_id, connection.jitter, connection.return_track.push_threadsafe)
         log.info("speaker joined", extra={"space": space_id, "session": session_id})
         return member, answer
@@ -152,6 +161,16 @@ class Origin:
         totals["test_dropped"] = (
             totals.get("test_dropped", 0) + connection.hook.stats.dropped_by_test
         )
+
+    async def _watch_speakers(self) -> None:
+        while any(self._sessions.values()):
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            now = time.monotonic()
+            for sessions in list(self._sessions.values()):
+                for session in list(sessions.values()):
+                    if now - session.connection.hook.stats.last_packet_s > SILENT_SPEAKER_S:
+                        log.info("speaker gone silent", extra={"session": session.member.id})
+                        await session.connection.close()
 
     def _forget(self, space_id: str, session_id: str) -> None:
         session = self._sessions.get(space_id, {}).pop(session_id, None)
@@ -192,6 +211,8 @@ class Origin:
 
     async def shutdown(self) -> list[str]:
         """End every space that has a pipeline; the ids of those that were on air."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         on_air = [sid for sid, p in self._pipelines.items() if p.is_on_air]
         for space_id in list(self._pipelines):
             await self.end(space_id)

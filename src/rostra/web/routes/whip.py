@@ -50,11 +50,23 @@ async def publish(space_id: str, request: Request) -> Response:
         content=answer,
         status_code=201,
         media_type=SDP_TYPE,
-        headers={
-            "Location": f"/whip/{space_id}/{member.id}",
-            "Cache-Control": "no-store",
-        },
+        headers=_ice_links(services)
+        | {"Location": f"/whip/{space_id}/{member.id}", "Cache-Control": "no-store"},
     )
+
+
+def _ice_links(services: Services) -> dict[str, str]:
+    links = [server.link_header() for server in services.origin.ice_servers]
+    return {"Link": ", ".join(links)} if links else {}
+
+
+@router.options("/whip/{space_id}", include_in_schema=False)
+async def preflight(space_id: str, request: Request) -> Response:
+    """WHIP clients may ask which ICE servers to use before they make their offer."""
+    services = _services(request)
+    services.spaces.get(space_id)
+    headers = _ice_links(services) | {"Accept-Post": SDP_TYPE, "Allow": "OPTIONS, POST"}
+    return Response(status_code=204, headers=headers)
 
 
 @router.delete("/whip/{space_id}/{session_id}", summary="Leave the stage (WHIP resource)")

@@ -1,0 +1,208 @@
+"""The live HLS as the listener page plays it: headless Chromium (Debian's, through Playwright)
+runs hls.js with the page's own config (/static/player-config.js), and an AudioWorklet on the
+<audio> element's output reports when each mark is played, in the machine's wall clock.
+
+The bench page is served by Playwright at a path of the Rostra server's origin, so hls.js, the
+config module and the media all load from the server as the listener page loads them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import CHROMIUM, ROOT
+from marks import CONFIRM_FRACTION, CONFIRM_S, MARK_LEVEL, ONSET_FRACTION, REFRACTORY_S
+
+BENCH_PAGE_PATH = "/__bench/hls-latency.html"
+PLAYER_CONFIG = ROOT / "src" / "rostra" / "web" / "static" / "player-config.js"
+FALLBACK_CONFIG = {"liveSyncDurationCount": 2}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+LAUNCH_TIMEOUT_MS = 30_000
+
+WORKLET_JS = """
+class MarkDetector extends AudioWorkletProcessor {
+  constructor(options) {
+    super();
+    const p = options.processorOptions;
+    this.threshold = p.threshold;
+    this.confirm = Math.round(p.confirmS * sampleRate);
+    this.neededRms = p.neededRms;
+    this.refractory = Math.round(p.refractoryS * sampleRate);
+    this.quietUntil = 0;
+    this.pending = null;
+  }
+  process(inputs) {
+    const channel = inputs[0] && inputs[0][0];
+    if (!channel) return true;
+    for (let i = 0; i < channel.length; i++) {
+      const index = currentFrame + i;
+      const x = channel[i];
+      if (this.pending) {
+        this.pending.sum += x * x;
+        this.pending.n += 1;
+        if (this.pending.n >= this.confirm) {
+          if (Math.sqrt(this.pending.sum / this.pending.n) >= this.neededRms) {
+            this.port.postMessage({ frame: this.pending.frame });
+            this.quietUntil = this.pending.frame + this.refractory;
+          }
+          this.pending = null;
+        }
+      } else if (index >= this.quietUntil && Math.abs(x) > this.threshold) {
+        this.pending = { frame: index, sum: x * x, n: 1 };
+      }
+    }
+    return true;
+  }
+}
+registerProcessor('mark-detector', MarkDetector);
+"""
+
+PAGE_HTML = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Rostra HLS latency bench</title></head>
+<body>
+<audio id="player"></audio>
+<script src="/static/vendor/hls.min.js"></script>
+<script type="module">
+CONFIG_IMPORT
+const WORKLET = WORKLET_SOURCE;
+window.benchMarks = [];
+window.benchErrors = [];
+window.startBench = async (url, detector) => {
+  const audio = document.getElementById('player');
+  const context = new AudioContext({ latencyHint: 'interactive' });
+  const moduleUrl = URL.createObjectURL(new Blob([WORKLET], { type: 'text/javascript' }));
+  await context.audioWorklet.addModule(moduleUrl);
+  const node = new AudioWorkletNode(context, 'mark-detector', { processorOptions: detector });
+  context.createMediaElementSource(audio).connect(node);
+  node.connect(context.destination);
+  const hls = new Hls({ ...HLS_CONFIG });
+  window.benchHls = hls;
+  node.port.onmessage = (event) => {
+    const receivedMs = Date.now();
+    const stamp = context.getOutputTimestamp();
+    const frameS = event.data.frame / context.sampleRate;
+    const playedMs = performance.timeOrigin + stamp.performanceTime
+      + (frameS - stamp.contextTime) * 1000;
+    window.benchMarks.push({
+      played_ms: playedMs,
+      received_ms: receivedMs,
+      hls_latency_s: hls.latency,
+      buffered_ahead_s: audio.buffered.length
+        ? audio.buffered.end(audio.buffered.length - 1) - audio.currentTime : 0,
+      playback_rate: audio.playbackRate,
+    });
+  };
+  hls.on(Hls.Events.ERROR, (_event, data) => {
+    window.benchErrors.push(`${data.type}/${data.details}${data.fatal ? ' (fatal)' : ''}`);
+  });
+  hls.on(Hls.Events.MANIFEST_PARSED, () => { audio.play(); });
+  await context.resume();
+  hls.loadSource(url);
+  hls.attachMedia(audio);
+  return {
+    config: HLS_CONFIG,
+    hls_version: Hls.version,
+    sample_rate_hz: context.sampleRate,
+    base_latency_s: context.baseLatency,
+    output_latency_s: context.outputLatency,
+  };
+};
+</script>
+</body></html>
+"""
+
+CONFIG_MODULE_IMPORT = "import { HLS_CONFIG } from '/static/player-config.js';"
+EXPORT_RE = re.compile(r"export\s+const\s+HLS_CONFIG\s*=")
+
+
+def page_config_source() -> tuple[str, str]:
+    """The line that gives the page its HLS_CONFIG, and where the config came from."""
+    if PLAYER_CONFIG.is_file() and EXPORT_RE.search(PLAYER_CONFIG.read_text()):
+        return CONFIG_MODULE_IMPORT, "/static/player-config.js"
+    fallback = f"const HLS_CONFIG = {json.dumps(FALLBACK_CONFIG)};"
+    return fallback, f"fallback {json.dumps(FALLBACK_CONFIG)} (player-config.js has no HLS_CONFIG)"
+
+
+@dataclass(slots=True)
+class HlsPlayer:
+    """A running bench page: `start` loads the live HLS, `marks` reads what it heard."""
+
+    base_url: str
+    config_source: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+    _playwright: Any = None
+    _browser: Any = None
+    _page: Any = None
+
+    async def start(self, hls_url: str) -> None:
+        from playwright.async_api import async_playwright
+
+        config_line, self.config_source = page_config_source()
+        html = PAGE_HTML.replace("CONFIG_IMPORT", config_line).replace(
+            "WORKLET_SOURCE", json.dumps(WORKLET_JS)
+        )
+        self._playwright = await async_playwright().start()
+        self._browser = await self._playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=LAUNCH_TIMEOUT_MS
+        )
+        self._page = await self._browser.new_page()
+        page_url = self.base_url + BENCH_PAGE_PATH
+
+        async def serve_page(route: Any) -> None:
+            await route.fulfill(body=html, content_type="text/html; charset=utf-8")
+
+        await self._page.route(page_url, serve_page)
+        await self._page.goto(page_url)
+        await self._page.wait_for_function("() => window.startBench !== undefined")
+        detector = {
+            "threshold": ONSET_FRACTION * MARK_LEVEL,
+            "confirmS": CONFIRM_S,
+            "neededRms": CONFIRM_FRACTION * MARK_LEVEL / 2**0.5,
+            "refractoryS": REFRACTORY_S,
+        }
+        self.info = await self._page.evaluate(
+            "(a) => window.startBench(a.url, a.detector)", {"url": hls_url, "detector": detector}
+        )
+
+    async def wait_playing(self, timeout_s: float) -> float:
+        """Waits until the player has played a second; returns hls.js's latency estimate."""
+        await self._page.wait_for_function(
+            "() => document.getElementById('player').currentTime > 1",
+            timeout=timeout_s * 1000,
+        )
+        latency: float = await self._page.evaluate("() => window.benchHls.latency")
+        return latency
+
+    async def marks(self) -> list[dict[str, float]]:
+        marks: list[dict[str, float]] = await self._page.evaluate("() => window.benchMarks")
+        return marks
+
+    async def errors(self) -> list[str]:
+        errors: list[str] = await self._page.evaluate("() => window.benchErrors")
+        return errors
+
+    async def close(self) -> None:
+        if self._browser is not None:
+            await self._browser.close()
+        if self._playwright is not None:
+            await self._playwright.stop()
+
+
+def hls_js_version() -> str:
+    package = Path(ROOT / "node_modules" / "hls.js" / "package.json")
+    if not package.is_file():
+        return "missing"
+    return str(json.loads(package.read_text()).get("version", "unknown"))

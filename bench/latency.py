@@ -1,0 +1,295 @@
+"""Mouth-to-ear latency of a live space, per listening path, p50/p95 over 30+ marks.
+
+A speaker bot sends 40 ms 2 kHz marks over WHIP in real time, noting when each mark's first
+frame is handed to WebRTC. At the same time, on the same server:
+  - two progressive listeners (ADTS and Ogg/Opus) decode as bytes arrive;
+  - headless Chromium plays the live HLS with hls.js and the listener page's config;
+  - a second speaker bot hears the first in its mix-minus (decoded on packet arrival, and through
+    aiortc's stock jitter buffer as a plain aiortc client would play it).
+Every listener timestamps the marks in the machine's wall clock.
+
+Run from the repository root:  .venv/bin/python bench/latency.py [--marks 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import numpy as np
+
+from bots import ReturnTap, TimedPcmTrack, join
+from harness import create_space, percentiles, running_server, write_results
+from hls_player import HlsPlayer, hls_js_version
+from marks import MARK_DURATION_S, MARK_FREQUENCY_HZ, OnsetDetector, mark_train, match_marks
+from progressive import ProgressiveListener
+from rostra.media.opus import OpusDecoder, OpusError
+
+NAME = "latency"
+LEAD_S = 2.0
+MIN_MARKS = 30
+HLS_START_TIMEOUT_S = 30.0
+LISTENER_START_TIMEOUT_S = 15.0
+SEND_SLACK_S = 30.0
+INT16_FULL_SCALE = 32_767
+
+# (what the target says, its bound in seconds, whether the bound itself misses)
+TARGETS_S = {
+    "progressive": ("p50 <= 0.5 s", 0.5, False),
+    "hls": ("p50 < 3.7 s (nginx-rtmp HLS with 1 s fragments on this machine)", 3.7, True),
+    "speaker_to_speaker": ("p50 <= 0.25 s", 0.25, False),
+}
+PEERS_S = {
+    "icecast_burst_size_0": [0.1, 0.3],
+    "icecast_default_burst": 4.2,
+    "nginx_rtmp_hls_1s_fragments": 3.7,
+}
+
+
+class Listening:
+    """Every listener's detector, and the tasks and threads that feed them."""
+
+    def __init__(self, space: dict[str, Any], base_url: str, budget_s: float) -> None:
+        self.detectors = {
+            name: OnsetDetector()
+            for name in ("progressive_aac", "progressive_opus", "s2s_arrival", "s2s_stock")
+        }
+        self.streams = {
+            "progressive_aac": ProgressiveListener(
+                space["stream_url"], on_chunk=self.detectors["progressive_aac"].feed, max_s=budget_s
+            ),
+            "progressive_opus": ProgressiveListener(
+                space["opus_stream_url"],
+                on_chunk=self.detectors["progressive_opus"].feed,
+                max_s=budget_s,
+            ),
+        }
+        self.player = HlsPlayer(base_url)
+        self._decoder = OpusDecoder(channels=1)
+        self.decode_errors = 0
+
+    def on_return_packet(self, payload: bytes, arrived_at: float) -> None:
+        try:
+            pcm = self._decoder.decode(payload)
+        except OpusError:
+            self.decode_errors += 1
+            return
+        self.detectors["s2s_arrival"].feed(pcm, arrived_at)
+
+    async def play_stock(self, track: Any, stop_at: float) -> None:
+        """What aiortc's own receiver (jitter buffer, decoder thread) hands a plain client."""
+        detector = self.detectors["s2s_stock"]
+        while time.monotonic() < stop_at:
+            try:
+                frame = await asyncio.wait_for(track.recv(), timeout=5)
+            except (TimeoutError, Exception):  # noqa: BLE001 - a closed track ends the listening
+                return
+            arrived_at = time.time()
+            samples = frame.to_ndarray().reshape(-1)
+            if frame.layout.name == "stereo":
+                samples = samples.reshape(-1, 2).mean(axis=1)
+            detector.feed((samples / INT16_FULL_SCALE).astype(np.float32), arrived_at)
+
+
+async def wait_for_streams(listening: Listening) -> None:
+    deadline = time.monotonic() + LISTENER_START_TIMEOUT_S
+    for name, stream in listening.streams.items():
+        while stream.first_audio_at is None:
+            if stream.error or time.monotonic() > deadline:
+                raise RuntimeError(f"{name} never decoded audio: {stream.error}")
+            await asyncio.sleep(0.1)
+
+
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    train = mark_train(args.marks, lead_s=LEAD_S, seed=args.seed)
+    send_s = train.pcm.size / 48_000
+    budget_s = send_s + args.tail_s + SEND_SLACK_S + HLS_START_TIMEOUT_S
+    with running_server() as server:
+        space = create_space(server, "Latency bench")
+        listening = Listening(space, server.url, budget_s)
+        for stream in listening.streams.values():
+            stream.start()
+        try:
+            return await _run_space(args, server.url, space, listening, train, send_s)
+        finally:
+            for stream in listening.streams.values():
+                stream.stop()
+            await listening.player.close()
+
+
+async def _run_space(
+    args: argparse.Namespace,
+    base_url: str,
+    space: dict[str, Any],
+    listening: Listening,
+    train: Any,
+    send_s: float,
+) -> dict[str, Any]:
+    await listening.player.start(space["hls_url"])
+    hls_start_latency = await listening.player.wait_playing(HLS_START_TIMEOUT_S)
+    await wait_for_streams(listening)
+    invite = space["speaker_invite_url"]
+    async with httpx.AsyncClient() as client:
+        hearer_track = TimedPcmTrack(
+            np.zeros(int((send_s + args.tail_s + 15) * 48_000), np.float32)
+        )
+        hearer = await join(
+            client,
+            invite,
+            hearer_track,
+            name="hearer",
+            tap=ReturnTap(listening.on_return_packet),
+            stock_playout=True,
+        )
+        await hearer.wait_connected()
+        stock_task = None
+        if hearer.returned is not None:
+            stock_task = asyncio.ensure_future(
+                listening.play_stock(hearer.returned, time.monotonic() + send_s + 60)
+            )
+        talker_track = TimedPcmTrack(train.pcm, then_silence_s=0.5)
+        talker = await join(client, invite, talker_track, name="talker", tap=ReturnTap())
+        await talker.wait_connected()
+        print(f"  sending {len(train.starts)} marks over {send_s:.0f} s …", flush=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(talker_track.finished.wait(), send_s + SEND_SLACK_S)
+        await asyncio.sleep(args.tail_s)
+        hls_marks = await listening.player.marks()
+        hls_errors = await listening.player.errors()
+        for bot in (talker, hearer):
+            await bot.leave(client)
+        if stock_task is not None:
+            stock_task.cancel()
+    sent = [
+        talker_track.handed_at[start] for start in train.starts if start in talker_track.handed_at
+    ]
+    return summarize(sent, listening, hls_marks, hls_errors, hls_start_latency, hearer.tap.packets)
+
+
+def _figures(
+    sent: list[float], detected: list[float], target: tuple[str, float, bool] | None
+) -> dict[str, Any]:
+    matched = match_marks(sent, detected)
+    figures: dict[str, Any] = {
+        "latency_s": percentiles(matched.latencies_s),
+        "marks_matched": matched.matched,
+        "marks_missed": matched.missed_marks,
+        "unmatched_detections": matched.unmatched_detections,
+    }
+    if target is not None and matched.latencies_s:
+        text, bound, is_strict = target
+        p50 = figures["latency_s"]["p50"]
+        figures["target"] = text
+        figures["meets_target"] = bool(p50 < bound if is_strict else p50 <= bound)
+    return figures
+
+
+def summarize(
+    sent: list[float],
+    listening: Listening,
+    hls_marks: list[dict[str, float]],
+    hls_errors: list[str],
+    hls_start_latency: float,
+    return_packets: int,
+) -> dict[str, Any]:
+    detectors = listening.detectors
+    played = [m["played_ms"] / 1000 for m in hls_marks]
+    received = [m["received_ms"] / 1000 for m in hls_marks]
+    player = listening.player
+    hls = {
+        "played": _figures(sent, played, TARGETS_S["hls"]),
+        "detected_in_worklet": _figures(sent, received, None),
+        "hls_js_latency_estimate_s": percentiles([m["hls_latency_s"] for m in hls_marks]),
+        "hls_js_latency_at_start_s": round(hls_start_latency, 3),
+        "buffered_ahead_s": percentiles([m["buffered_ahead_s"] for m in hls_marks]),
+        "playback_rates": sorted({m["playback_rate"] for m in hls_marks}),
+        "player_errors": hls_errors[:20],
+        "config": player.info.get("config"),
+        "config_source": player.config_source,
+        "hls_js_version": player.info.get("hls_version") or hls_js_version(),
+        "audio_context": {
+            k: player.info.get(k) for k in ("sample_rate_hz", "base_latency_s", "output_latency_s")
+        },
+    }
+    return {
+        "marks_sent": len(sent),
+        "mark": {"frequency_hz": MARK_FREQUENCY_HZ, "duration_s": MARK_DURATION_S},
+        "paths": {
+            "progressive_aac": _figures(
+                sent, detectors["progressive_aac"].onsets, TARGETS_S["progressive"]
+            ),
+            "progressive_opus": _figures(
+                sent, detectors["progressive_opus"].onsets, TARGETS_S["progressive"]
+            ),
+            "hls": hls,
+            "speaker_to_speaker": {
+                "decoded_on_packet_arrival": _figures(
+                    sent, detectors["s2s_arrival"].onsets, TARGETS_S["speaker_to_speaker"]
+                ),
+                "aiortc_stock_playout": _figures(sent, detectors["s2s_stock"].onsets, None),
+                "return_packets": return_packets,
+                "return_decode_errors": listening.decode_errors,
+            },
+        },
+        "peers_reference_s": PEERS_S,
+        "definitions": {
+            "mouth": "wall-clock time the frame holding a mark's first sample is handed to "
+            "aiortc's encoder by the speaker bot (a microphone's 20 ms capture frame comes "
+            "before that and is not counted)",
+            "progressive": "time the HTTP chunk holding the mark's onset arrived; it is decoded "
+            "at once (ADTS frames / Ogg pages split in the listener, no demuxer buffering)",
+            "hls.played": "AudioWorklet on the <audio> element's output: the onset's render "
+            "frame mapped to wall-clock output time with AudioContext.getOutputTimestamp()",
+            "hls.detected_in_worklet": "Date.now() when the worklet's message reached the page",
+            "speaker_to_speaker.decoded_on_packet_arrival": "the second bot decodes each "
+            "mix-minus RTP packet as it arrives (no client jitter buffer)",
+            "speaker_to_speaker.aiortc_stock_playout": "the same packets through aiortc's own "
+            "jitter buffer and decoder thread, as a plain aiortc client receives them",
+        },
+    }
+
+
+def print_summary(result: dict[str, Any]) -> None:
+    paths = result["paths"]
+    rows = [
+        ("progressive ADTS (AAC)", paths["progressive_aac"]),
+        ("progressive Ogg/Opus", paths["progressive_opus"]),
+        ("HLS, hls.js, played", paths["hls"]["played"]),
+        ("HLS, hls.js, in worklet", paths["hls"]["detected_in_worklet"]),
+        ("speaker→speaker, on arrival", paths["speaker_to_speaker"]["decoded_on_packet_arrival"]),
+        ("speaker→speaker, aiortc", paths["speaker_to_speaker"]["aiortc_stock_playout"]),
+    ]
+    print(f"\nmouth-to-ear latency, {result['marks_sent']} marks sent")
+    print(f"{'path':32} {'p50 s':>7} {'p95 s':>7} {'marks':>6}  target")
+    for label, figures in rows:
+        latency = figures["latency_s"]
+        verdict = ""
+        if "target" in figures:
+            verdict = f"{figures['target']}: {'met' if figures['meets_target'] else 'MISSED'}"
+        p50, p95 = latency.get("p50", float("nan")), latency.get("p95", float("nan"))
+        print(f"{label:32} {p50:7.3f} {p95:7.3f} {figures['marks_matched']:6d}  {verdict}")
+    print(f"hls.js config from {paths['hls']['config_source']}: {paths['hls']['config']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--marks", type=int, default=40, help="marks to send (at least 30)")
+    parser.add_argument("--tail-s", type=float, default=8.0, help="listen on after the last mark")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the mark intervals")
+    args = parser.parse_args()
+    args.marks = max(args.marks, MIN_MARKS)
+    started_at = datetime.now(UTC)
+    print(f"latency bench: {args.marks} marks, every 0.8–1.3 s, through a live space")
+    result = asyncio.run(measure(args))
+    print_summary(result)
+    path = write_results(NAME, result, started_at=started_at)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
