@@ -5,17 +5,36 @@ CLI.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
 
-from rostra.config import ADMIN_TOKEN_FILE, load_settings, with_secrets
+from rostra.config import ADMIN_TOKEN_FILE, Settings, load_settings, with_secrets
 from rostra.log import setup_logging
 from rostra.web.app import create_app
 
 GRACEFUL_SHUTDOWN_S = 30
+
+
+def banner(settings: Settings, created: list[str], *, is_token_from_env: bool) -> list[str]:
+    """What the operator needs on first start: where the secrets are, and the next command."""
+    data = settings.data.resolve()
+    lines = [f"Rostra on {settings.base_url}  (data: {data})"]
+    if created:
+        lines.append(f"Generated {' and '.join(created)} in {data} (keep them private)")
+    if is_token_from_env:
+        lines.append("Admin token: from ROSTRA_ADMIN_TOKEN")
+    else:
+        lines.append(
+            f"Admin token: {settings.data / ADMIN_TOKEN_FILE} (`rostra space …` run from this "
+            "folder reads it; elsewhere set ROSTRA_ADMIN_TOKEN)"
+        )
+    lines.append("Create a space:  .venv/bin/rostra space create --title 'My space' --live")
+    lines.append("then open its host_url in a browser.")
+    return lines
 
 
 def serve(
@@ -41,14 +60,8 @@ def serve(
     settings, created = with_secrets(settings)
     setup_logging(settings.log_level)
     app = create_app(settings)
-    typer.echo(f"Rostra on {settings.base_url}  (data: {settings.data.resolve()})")
-    if created:
-        typer.echo(f"Generated {', '.join(created)} in {settings.data.resolve()}")
-    if not settings.public_url:
-        typer.echo(f"Admin token: in {settings.data / ADMIN_TOKEN_FILE}")
-    typer.echo(
-        f"Create a space:  rostra space create --title 'My space' --server {settings.base_url}"
-    )
+    for line in banner(settings, created, is_token_from_env="ROSTRA_ADMIN_TOKEN" in os.environ):
+        typer.echo(line)
     uvicorn.run(
         app,
         host=settings.host,
