@@ -48,34 +48,71 @@ class TimedPcmTrack(PcmTrack):
         self.handed_at[int(frame.pts)] = time.time()
         return frame
 
+    @property
+    def lateness_s(self) -> list[float]:
+        """Per frame, how late it was handed over against the schedule set by the first."""
+        if not self.handed_at:
+            return []
+        first = self.handed_at[min(self.handed_at)]
+        return [at - (first + pts / SAMPLE_RATE_HZ) for pts, at in self.handed_at.items()]
+
 
 class OpusPacketTrack(MediaStreamTrack):
-    """Loops pre-encoded 20 ms Opus packets in real time; aiortc only packetizes them."""
+    """Sends pre-encoded 20 ms Opus packets in real time, once or in a loop (from `first_packet`);
+    aiortc only packetizes them."""
 
     kind = "audio"
 
-    def __init__(self, packets: Sequence[bytes], *, first_packet: int = 0) -> None:
+    def __init__(
+        self, packets: Sequence[bytes], *, first_packet: int = 0, is_looped: bool = True
+    ) -> None:
         super().__init__()
         if not packets:
             raise ValueError("an Opus packet track needs at least one packet")
         self._packets = list(packets)
         self._first = first_packet
+        self._is_looped = is_looped
         self._sent = 0
         self._start: float | None = None
+        self.finished = asyncio.Event()
+        self.lateness_s: list[float] = []
+
+    @property
+    def packets_sent(self) -> int:
+        return self._sent
 
     async def recv(self) -> av.Packet:
+        if not self._is_looped and self._sent >= len(self._packets):
+            self.finished.set()
+            self.stop()
         if self.readyState != "live":
             raise MediaStreamError
         if self._start is None:
             self._start = time.monotonic()
-        wait = self._start + self._sent * FRAME_DURATION_S - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        due = self._start + self._sent * FRAME_DURATION_S
+        if due > time.monotonic():
+            await asyncio.sleep(due - time.monotonic())
+        self.lateness_s.append(time.monotonic() - due)
         packet = av.Packet(self._packets[(self._first + self._sent) % len(self._packets)])
         packet.pts = self._sent * FRAME_SAMPLES
         packet.time_base = TIME_BASE
         self._sent += 1
         return packet
+
+
+def sender_lateness(lateness_s: Sequence[float], *, late_s: float = 0.040) -> dict[str, Any]:
+    """How late a bot handed frames to aiortc: a loaded machine delays the sender too, and the
+    server's jitter buffer (40 ms of hold) sees that as network jitter."""
+    if not lateness_s:
+        return {}
+    late = np.asarray(lateness_s)
+    return {
+        "frames": int(late.size),
+        "p50_s": round(float(np.percentile(late, 50)), 4),
+        "p99_s": round(float(np.percentile(late, 99)), 4),
+        "max_s": round(float(late.max()), 4),
+        f"frames_over_{round(late_s * 1000)}ms_late": int(np.sum(late > late_s)),
+    }
 
 
 def encode_opus(

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from harness import CHROMIUM, ROOT
-from marks import CONFIRM_FRACTION, CONFIRM_S, MARK_LEVEL, ONSET_FRACTION, REFRACTORY_S
+from marks import (
+    CONFIRM_FRACTION,
+    CONFIRM_S,
+    MARK_FREQUENCIES_HZ,
+    MARK_LEVEL,
+    ONSET_FRACTION,
+    REFRACTORY_S,
+)
 
 BENCH_PAGE_PATH = "/__bench/hls-latency.html"
 PLAYER_CONFIG = ROOT / "src" / "rostra" / "web" / "static" / "player-config.js"
@@ -38,11 +45,32 @@ class MarkDetector extends AudioWorkletProcessor {
     super();
     const p = options.processorOptions;
     this.threshold = p.threshold;
-    this.confirm = Math.round(p.confirmS * sampleRate);
     this.neededRms = p.neededRms;
+    this.frequencies = p.frequencies;
     this.refractory = Math.round(p.refractoryS * sampleRate);
+    this.window = new Float32Array(Math.round(p.confirmS * sampleRate));
+    this.filled = 0;
+    this.onset = -1;
     this.quietUntil = 0;
-    this.pending = null;
+  }
+  toneOf() {
+    let best = 0;
+    let bestPower = -1;
+    this.frequencies.forEach((f, tone) => {
+      let re = 0;
+      let im = 0;
+      for (let n = 0; n < this.window.length; n++) {
+        const phase = (2 * Math.PI * f * n) / sampleRate;
+        re += this.window[n] * Math.cos(phase);
+        im -= this.window[n] * Math.sin(phase);
+      }
+      const power = re * re + im * im;
+      if (power > bestPower) {
+        bestPower = power;
+        best = tone;
+      }
+    });
+    return best;
   }
   process(inputs) {
     const channel = inputs[0] && inputs[0][0];
@@ -50,18 +78,21 @@ class MarkDetector extends AudioWorkletProcessor {
     for (let i = 0; i < channel.length; i++) {
       const index = currentFrame + i;
       const x = channel[i];
-      if (this.pending) {
-        this.pending.sum += x * x;
-        this.pending.n += 1;
-        if (this.pending.n >= this.confirm) {
-          if (Math.sqrt(this.pending.sum / this.pending.n) >= this.neededRms) {
-            this.port.postMessage({ frame: this.pending.frame });
-            this.quietUntil = this.pending.frame + this.refractory;
+      if (this.onset >= 0) {
+        this.window[this.filled++] = x;
+        if (this.filled === this.window.length) {
+          let sum = 0;
+          for (const v of this.window) sum += v * v;
+          if (Math.sqrt(sum / this.window.length) >= this.neededRms) {
+            this.port.postMessage({ frame: this.onset, tone: this.toneOf() });
+            this.quietUntil = this.onset + this.refractory;
           }
-          this.pending = null;
+          this.onset = -1;
         }
       } else if (index >= this.quietUntil && Math.abs(x) > this.threshold) {
-        this.pending = { frame: index, sum: x * x, n: 1 };
+        this.onset = index;
+        this.window[0] = x;
+        this.filled = 1;
       }
     }
     return true;
@@ -80,6 +111,7 @@ CONFIG_IMPORT
 const WORKLET = WORKLET_SOURCE;
 window.benchMarks = [];
 window.benchErrors = [];
+window.benchStalls = [];
 window.startBench = async (url, detector) => {
   const audio = document.getElementById('player');
   const context = new AudioContext({ latencyHint: 'interactive' });
@@ -97,6 +129,7 @@ window.startBench = async (url, detector) => {
     const playedMs = performance.timeOrigin + stamp.performanceTime
       + (frameS - stamp.contextTime) * 1000;
     window.benchMarks.push({
+      tone: event.data.tone,
       played_ms: playedMs,
       received_ms: receivedMs,
       hls_latency_s: hls.latency,
@@ -109,6 +142,7 @@ window.startBench = async (url, detector) => {
     window.benchErrors.push(`${data.type}/${data.details}${data.fatal ? ' (fatal)' : ''}`);
   });
   hls.on(Hls.Events.MANIFEST_PARSED, () => { audio.play(); });
+  audio.addEventListener('waiting', () => { window.benchStalls.push(Date.now()); });
   await context.resume();
   hls.loadSource(url);
   hls.attachMedia(audio);
@@ -172,6 +206,7 @@ class HlsPlayer:
             "confirmS": CONFIRM_S,
             "neededRms": CONFIRM_FRACTION * MARK_LEVEL / 2**0.5,
             "refractoryS": REFRACTORY_S,
+            "frequencies": list(MARK_FREQUENCIES_HZ),
         }
         self.info = await self._page.evaluate(
             "(a) => window.startBench(a.url, a.detector)", {"url": hls_url, "detector": detector}
@@ -189,6 +224,11 @@ class HlsPlayer:
     async def marks(self) -> list[dict[str, float]]:
         marks: list[dict[str, float]] = await self._page.evaluate("() => window.benchMarks")
         return marks
+
+    async def stalls(self) -> list[float]:
+        """Wall-clock times (s) at which the <audio> element ran out of data while playing."""
+        stalls: list[float] = await self._page.evaluate("() => window.benchStalls")
+        return [t / 1000 for t in stalls]
 
     async def errors(self) -> list[str]:
         errors: list[str] = await self._page.evaluate("() => window.benchErrors")

@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,9 +26,23 @@ import httpx
 import numpy as np
 
 from bots import ReturnTap, TimedPcmTrack, join
-from harness import create_space, percentiles, running_server, write_results
+from harness import (
+    create_space,
+    percentiles,
+    prioritize_clients,
+    running_server,
+    write_results,
+)
 from hls_player import HlsPlayer, hls_js_version
-from marks import MARK_DURATION_S, MARK_FREQUENCY_HZ, OnsetDetector, mark_train, match_marks
+from marks import (
+    MARK_DURATION_S,
+    MARK_FREQUENCIES_HZ,
+    Mark,
+    MarkTrain,
+    OnsetDetector,
+    mark_train,
+    match_marks,
+)
 from progressive import ProgressiveListener
 from rostra.media.opus import OpusDecoder, OpusError
 
@@ -127,7 +143,7 @@ async def _run_space(
     base_url: str,
     space: dict[str, Any],
     listening: Listening,
-    train: Any,
+    train: MarkTrain,
     send_s: float,
 ) -> dict[str, Any]:
     await listening.player.start(space["hls_url"])
@@ -159,27 +175,36 @@ async def _run_space(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(talker_track.finished.wait(), send_s + SEND_SLACK_S)
         await asyncio.sleep(args.tail_s)
-        hls_marks = await listening.player.marks()
-        hls_errors = await listening.player.errors()
+        hls = HlsReport(
+            marks=await listening.player.marks(),
+            stalls_at=await listening.player.stalls(),
+            errors=await listening.player.errors(),
+            start_latency_s=hls_start_latency,
+        )
         for bot in (talker, hearer):
             await bot.leave(client)
         if stock_task is not None:
             stock_task.cancel()
     sent = [
-        talker_track.handed_at[start] for start in train.starts if start in talker_track.handed_at
+        Mark(at=talker_track.handed_at[start], tone=tone)
+        for start, tone in zip(train.starts, train.tones, strict=True)
+        if start in talker_track.handed_at
     ]
-    return summarize(sent, listening, hls_marks, hls_errors, hls_start_latency, hearer.tap.packets)
+    return summarize(sent, listening, hls, hearer.tap.packets)
 
 
 def _figures(
-    sent: list[float], detected: list[float], target: tuple[str, float, bool] | None
+    sent: list[Mark], heard: list[Mark], target: tuple[str, float, bool] | None
 ) -> dict[str, Any]:
-    matched = match_marks(sent, detected)
+    matched = match_marks(sent, heard)
+    steps = np.abs(np.diff(matched.latencies_s)) if matched.matched > 1 else np.zeros(1)
     figures: dict[str, Any] = {
         "latency_s": percentiles(matched.latencies_s),
         "marks_matched": matched.matched,
         "marks_missed": matched.missed_marks,
         "unmatched_detections": matched.unmatched_detections,
+        "largest_step_between_marks_s": round(float(steps.max()), 4),
+        "per_mark_s": [None if x is None else round(x, 4) for x in matched.per_mark_s],
     }
     if target is not None and matched.latencies_s:
         text, bound, is_strict = target
@@ -189,26 +214,28 @@ def _figures(
     return figures
 
 
-def summarize(
-    sent: list[float],
-    listening: Listening,
-    hls_marks: list[dict[str, float]],
-    hls_errors: list[str],
-    hls_start_latency: float,
-    return_packets: int,
-) -> dict[str, Any]:
-    detectors = listening.detectors
-    played = [m["played_ms"] / 1000 for m in hls_marks]
-    received = [m["received_ms"] / 1000 for m in hls_marks]
-    player = listening.player
-    hls = {
+@dataclass(frozen=True, slots=True)
+class HlsReport:
+    marks: list[dict[str, float]]
+    stalls_at: list[float]
+    errors: list[str]
+    start_latency_s: float
+
+
+def _hls_figures(sent: list[Mark], hls: HlsReport, player: HlsPlayer) -> dict[str, Any]:
+    played = [Mark(at=m["played_ms"] / 1000, tone=int(m["tone"])) for m in hls.marks]
+    received = [Mark(at=m["received_ms"] / 1000, tone=int(m["tone"])) for m in hls.marks]
+    first, last = (sent[0].at, sent[-1].at) if sent else (0.0, 0.0)
+    return {
         "played": _figures(sent, played, TARGETS_S["hls"]),
         "detected_in_worklet": _figures(sent, received, None),
-        "hls_js_latency_estimate_s": percentiles([m["hls_latency_s"] for m in hls_marks]),
-        "hls_js_latency_at_start_s": round(hls_start_latency, 3),
-        "buffered_ahead_s": percentiles([m["buffered_ahead_s"] for m in hls_marks]),
-        "playback_rates": sorted({m["playback_rate"] for m in hls_marks}),
-        "player_errors": hls_errors[:20],
+        "hls_js_latency_estimate_s": percentiles([m["hls_latency_s"] for m in hls.marks]),
+        "hls_js_latency_when_playing_began_s": round(hls.start_latency_s, 3),
+        "buffered_ahead_at_marks_s": percentiles([m["buffered_ahead_s"] for m in hls.marks]),
+        "playback_rates_seen": sorted({m["playback_rate"] for m in hls.marks}),
+        "stalls_total": len(hls.stalls_at),
+        "stalls_while_marks_played": sum(first <= t <= last + 10 for t in hls.stalls_at),
+        "player_errors": hls.errors[:20],
         "config": player.info.get("config"),
         "config_source": player.config_source,
         "hls_js_version": player.info.get("hls_version") or hls_js_version(),
@@ -216,9 +243,15 @@ def summarize(
             k: player.info.get(k) for k in ("sample_rate_hz", "base_latency_s", "output_latency_s")
         },
     }
+
+
+def summarize(
+    sent: list[Mark], listening: Listening, hls: HlsReport, return_packets: int
+) -> dict[str, Any]:
+    detectors = listening.detectors
     return {
         "marks_sent": len(sent),
-        "mark": {"frequency_hz": MARK_FREQUENCY_HZ, "duration_s": MARK_DURATION_S},
+        "mark": {"tones_hz": MARK_FREQUENCIES_HZ, "duration_s": MARK_DURATION_S},
         "paths": {
             "progressive_aac": _figures(
                 sent, detectors["progressive_aac"].onsets, TARGETS_S["progressive"]
@@ -226,7 +259,7 @@ def summarize(
             "progressive_opus": _figures(
                 sent, detectors["progressive_opus"].onsets, TARGETS_S["progressive"]
             ),
-            "hls": hls,
+            "hls": _hls_figures(sent, hls, listening.player),
             "speaker_to_speaker": {
                 "decoded_on_packet_arrival": _figures(
                     sent, detectors["s2s_arrival"].onsets, TARGETS_S["speaker_to_speaker"]
@@ -273,7 +306,9 @@ def print_summary(result: dict[str, Any]) -> None:
             verdict = f"{figures['target']}: {'met' if figures['meets_target'] else 'MISSED'}"
         p50, p95 = latency.get("p50", float("nan")), latency.get("p95", float("nan"))
         print(f"{label:32} {p50:7.3f} {p95:7.3f} {figures['marks_matched']:6d}  {verdict}")
-    print(f"hls.js config from {paths['hls']['config_source']}: {paths['hls']['config']}")
+    hls = paths["hls"]
+    print(f"HLS stalls while marks played: {hls['stalls_while_marks_played']}")
+    print(f"hls.js config from {hls['config_source']}: {hls['config']}")
 
 
 def main() -> None:
@@ -281,11 +316,18 @@ def main() -> None:
     parser.add_argument("--marks", type=int, default=40, help="marks to send (at least 30)")
     parser.add_argument("--tail-s", type=float, default=8.0, help="listen on after the last mark")
     parser.add_argument("--seed", type=int, default=7, help="seed of the mark intervals")
+    parser.add_argument(
+        "--same-priority", action="store_true", help="do not run the clients ahead of the server"
+    )
     args = parser.parse_args()
+    niceness = prioritize_clients(not args.same_priority)
     args.marks = max(args.marks, MIN_MARKS)
     started_at = datetime.now(UTC)
     print(f"latency bench: {args.marks} marks, every 0.8–1.3 s, through a live space")
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
     result = asyncio.run(measure(args))
+    result["load_average_at_start"] = load_at_start
+    result["niceness"] = niceness
     print_summary(result)
     path = write_results(NAME, result, started_at=started_at)
     print(f"wrote {path}")

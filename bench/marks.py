@@ -1,8 +1,8 @@
-"""Latency marks: short 2 kHz tone bursts at irregular, seeded intervals; a streaming onset
-detector; and the matching of detected onsets to sent marks.
+"""Latency marks: 40 ms tone bursts at irregular, seeded intervals; a streaming onset detector
+that also tells which tone it heard; and the matching of detected onsets to sent marks.
 
-The intervals are irregular so that a listener who misses a mark, or hears a spurious one, cannot
-be matched one mark off without the residuals showing it.
+Marks cycle through four tones, so a listener whose latency jumps (a stall, a catch-up) by up to
+a mark or two, or who misses one, is still matched to the right mark.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 SAMPLE_RATE_HZ = 48_000
 FRAME_SAMPLES = 960
-MARK_FREQUENCY_HZ = 2_000.0
+MARK_FREQUENCIES_HZ = (1_250.0, 1_750.0, 2_250.0, 2_750.0)
 MARK_DURATION_S = 0.040
 MARK_LEVEL = 0.5
 MARK_RAMP_S = 0.001
@@ -28,25 +28,33 @@ ONSET_FRACTION = 0.3
 CONFIRM_S = 0.010
 CONFIRM_FRACTION = 0.4
 REFRACTORY_S = 0.3
-# a detection further than this from the latency predicted by the previous one is not a mark
-MATCH_TOLERANCE_S = 0.25
-ALIGNMENT_CANDIDATES = 4
+# a detection whose latency differs more than this from the previous mark's is not matched
+MAX_LATENCY_STEP_S = 1.5
 
 Pcm = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
 class MarkTrain:
-    """PCM holding the marks, and the sample index where each mark starts (frame-aligned)."""
+    """PCM holding the marks, the sample index where each starts (frame-aligned), its tone."""
 
     pcm: Pcm
     starts: tuple[int, ...]
+    tones: tuple[int, ...]  # index into MARK_FREQUENCIES_HZ
 
 
-def mark_burst() -> Pcm:
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A mark sent or heard: when, and which tone."""
+
+    at: float
+    tone: int
+
+
+def mark_burst(frequency_hz: float) -> Pcm:
     samples = int(MARK_DURATION_S * SAMPLE_RATE_HZ)
     t = np.arange(samples) / SAMPLE_RATE_HZ
-    burst = MARK_LEVEL * np.sin(2 * np.pi * MARK_FREQUENCY_HZ * t)
+    burst = MARK_LEVEL * np.sin(2 * np.pi * frequency_hz * t)
     ramp = int(MARK_RAMP_S * SAMPLE_RATE_HZ)
     envelope = np.ones(samples)
     envelope[:ramp] = np.linspace(0.0, 1.0, ramp)
@@ -57,16 +65,26 @@ def mark_burst() -> Pcm:
 def mark_train(count: int, *, lead_s: float, seed: int) -> MarkTrain:
     """`count` marks after `lead_s` of silence; each starts on a 20 ms frame boundary."""
     rng = random.Random(seed)
-    burst = mark_burst()
+    bursts = [mark_burst(f) for f in MARK_FREQUENCIES_HZ]
     starts: list[int] = []
     position = _frame_aligned(lead_s)
     for _ in range(count):
         starts.append(position)
         position += _frame_aligned(rng.uniform(MARK_INTERVAL_MIN_S, MARK_INTERVAL_MAX_S))
     pcm = np.zeros(position, dtype=np.float32)
-    for start in starts:
-        pcm[start : start + burst.size] = burst
-    return MarkTrain(pcm=pcm, starts=tuple(starts))
+    tones = tuple(i % len(bursts) for i in range(count))
+    for start, tone in zip(starts, tones, strict=True):
+        pcm[start : start + bursts[tone].size] = bursts[tone]
+    return MarkTrain(pcm=pcm, starts=tuple(starts), tones=tones)
+
+
+def tone_of(window: Pcm, sample_rate_hz: int) -> int:
+    """Which mark tone is strongest in `window` (one DFT bin per tone)."""
+    n = np.arange(window.size) / sample_rate_hz
+    powers = [
+        abs(complex(np.dot(window, np.exp(-2j * np.pi * f * n)))) for f in MARK_FREQUENCIES_HZ
+    ]
+    return int(np.argmax(powers))
 
 
 def _frame_aligned(seconds: float) -> int:
@@ -75,11 +93,11 @@ def _frame_aligned(seconds: float) -> int:
 
 class OnsetDetector:
     """Fed decoded audio chunk by chunk, each with the wall-clock time it became available;
-    `onsets` holds, per mark heard, the time of the chunk in which it began."""
+    `onsets` holds, per mark heard, the time of the chunk in which it began and its tone."""
 
     def __init__(self, sample_rate_hz: int = SAMPLE_RATE_HZ) -> None:
         self.sample_rate_hz = sample_rate_hz
-        self.onsets: list[float] = []
+        self.onsets: list[Mark] = []
         self._buffer = np.zeros(0, dtype=np.float32)
         self._base = 0  # absolute sample index of _buffer[0]
         self._received = 0  # absolute index of the next sample to arrive
@@ -113,7 +131,8 @@ class OnsetDetector:
             onset = self._position + int(above[0])
             body = self._buffer[onset - self._base : onset - self._base + self._confirm]
             if float(np.sqrt(np.mean(np.square(body)))) >= needed_rms:
-                self.onsets.append(self._time_of(onset))
+                tone = tone_of(body, self.sample_rate_hz)
+                self.onsets.append(Mark(at=self._time_of(onset), tone=tone))
                 self._position = onset + self._refractory
             else:
                 self._position = onset + 1
@@ -129,49 +148,44 @@ class OnsetDetector:
 
 @dataclass(frozen=True, slots=True)
 class Matched:
-    latencies_s: list[float]  # one per matched mark, in mark order
-    matched: int
+    per_mark_s: list[float | None]  # latency of each sent mark, None when not heard
     unmatched_detections: int
-    missed_marks: int
+
+    @property
+    def latencies_s(self) -> list[float]:
+        return [x for x in self.per_mark_s if x is not None]
+
+    @property
+    def matched(self) -> int:
+        return len(self.latencies_s)
+
+    @property
+    def missed_marks(self) -> int:
+        return len(self.per_mark_s) - self.matched
 
 
-def match_marks(sent_at: Sequence[float], detected_at: Sequence[float]) -> Matched:
-    """Pair detections with marks, following the latency as it drifts; the first detection is
-    tried against each of the first few marks and the pairing with the steadiest latency wins."""
-    detections = sorted(d for d in detected_at if sent_at and d > sent_at[0])
-    if not sent_at or not detections:
-        return Matched([], 0, len(detections), len(sent_at))
-    best: dict[int, float] | None = None
-    best_spread = float("inf")
-    for first in range(min(ALIGNMENT_CANDIDATES, len(sent_at))):
-        pairs = _follow(sent_at, detections, detections[0] - sent_at[first])
-        if not pairs:
+def match_marks(sent: Sequence[Mark], heard: Sequence[Mark]) -> Matched:
+    """Pair each detection with the next mark of its tone, in order: the one whose latency is
+    nearest the previous mark's (marks are heard in the order they were sent)."""
+    per_mark: list[float | None] = [None] * len(sent)
+    unmatched = 0
+    last = -1
+    latency: float | None = None
+    for mark in sorted(heard, key=lambda m: m.at):
+        candidates = [
+            k
+            for k in range(last + 1, len(sent))
+            if sent[k].tone == mark.tone and sent[k].at < mark.at
+        ]
+        if latency is not None:
+            candidates = [
+                k for k in candidates if abs(mark.at - sent[k].at - latency) <= MAX_LATENCY_STEP_S
+            ]
+            candidates.sort(key=lambda k: abs(mark.at - sent[k].at - latency))
+        if not candidates:
+            unmatched += 1
             continue
-        values = np.array(list(pairs.values()))
-        spread = float(np.median(np.abs(np.diff(values)))) if values.size > 1 else 0.0
-        if len(pairs) > (len(best) if best else 0) or (
-            best is not None and len(pairs) == len(best) and spread < best_spread
-        ):
-            best, best_spread = pairs, spread
-    pairs = best or {}
-    return Matched(
-        latencies_s=[pairs[k] for k in sorted(pairs)],
-        matched=len(pairs),
-        unmatched_detections=len(detections) - len(pairs),
-        missed_marks=len(sent_at) - len(pairs),
-    )
-
-
-def _follow(
-    sent_at: Sequence[float], detections: Sequence[float], latency_s: float
-) -> dict[int, float]:
-    sent = np.asarray(sent_at)
-    pairs: dict[int, float] = {}
-    for detection in detections:
-        index = int(np.argmin(np.abs(detection - sent - latency_s)))
-        candidate = detection - sent[index]
-        if abs(candidate - latency_s) > MATCH_TOLERANCE_S or index in pairs:
-            continue
-        pairs[index] = float(candidate)
-        latency_s = float(candidate)
-    return pairs
+        last = candidates[0]
+        latency = mark.at - sent[last].at
+        per_mark[last] = latency
+    return Matched(per_mark_s=per_mark, unmatched_detections=unmatched)

@@ -73,7 +73,8 @@ def peak_correlation(haystack: Audio, needle: Audio) -> float:
     if norm_y == 0:
         return 0.0
     products = signal.fftconvolve(x, y[::-1], mode="valid")
-    energy = np.convolve(x * x, np.ones(y.size), mode="valid")
+    running = np.concatenate(([0.0], np.cumsum(x * x)))
+    energy = running[y.size :] - running[: -y.size]
     denominator = np.sqrt(np.maximum(energy, 1e-12)) * norm_y
     return float(np.max(products / denominator))
 

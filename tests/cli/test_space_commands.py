@@ -14,8 +14,16 @@ import pytest
 from tests.conftest import ADMIN_TOKEN, Server
 
 CONTRACT_KEYS = {
-    "id", "host_url", "speaker_invite_url", "whip_url", "listen_url", "hls_url", "stream_url",
-    "opus_stream_url", "state_url", "replay_url",
+    "id",
+    "host_url",
+    "speaker_invite_url",
+    "whip_url",
+    "listen_url",
+    "hls_url",
+    "stream_url",
+    "opus_stream_url",
+    "state_url",
+    "replay_url",
 }
 
 
@@ -24,8 +32,12 @@ def rostra(*args: str, server: Server | None = None, token: str = ADMIN_TOKEN) -
     if server is not None:
         env["ROSTRA_SERVER"] = server.url
     result = subprocess.run(
-        [sys.executable, "-m", "rostra", *args], capture_output=True, text=True, env=env,
-        timeout=60, check=False,
+        [sys.executable, "-m", "rostra", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
     )
     return result
 
@@ -74,8 +86,17 @@ def test_cli_reports_server_errors_plainly(server: Server) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["serve"], ["space"], ["space", "create"], ["space", "start"], ["space", "end"],
-     ["space", "list"], ["space", "invite"], ["speak"]],
+    [
+        [],
+        ["serve"],
+        ["space"],
+        ["space", "create"],
+        ["space", "start"],
+        ["space", "end"],
+        ["space", "list"],
+        ["space", "invite"],
+        ["speak"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = rostra(*command, "--help")

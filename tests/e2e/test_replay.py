@@ -82,7 +82,11 @@ def test_replay_after_end_matches_the_broadcast_decodes_and_seeks(
     landed_s, part = seek_and_decode(space["replay_url"], seek_s, seconds=0.5)
     assert abs(landed_s - seek_s) <= SEGMENT_S, landed_s
     start = int(landed_s * SAMPLE_RATE_HZ)
-    np.testing.assert_allclose(part, whole[start : start + part.size], atol=0.02)
+    # the first AAC frame after a seek lacks its predecessor's overlap: compare from the second
+    settled = 2 * 1024
+    np.testing.assert_allclose(
+        part[settled:], whole[start + settled : start + part.size], atol=0.02
+    )
 
     download = httpx.get(space["download_url"])
     deadline = time.monotonic() + 20

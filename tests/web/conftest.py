@@ -94,11 +94,21 @@ def browser(speech: Speech) -> Iterator[Any]:
 
 @dataclass
 class ConsoleWatch:
-    """Console errors and uncaught exceptions of the pages it watches."""
+    """Console errors and uncaught exceptions of the pages it watches; `failed` lists the HTTP
+    answers >= 400 they got (the console does not name the URL)."""
 
     errors: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
     def watch(self, page: Any) -> Any:
+        page.on(
+            "response",
+            lambda response: (
+                self.failed.append(f"{response.status} {response.request.method} {response.url}")
+                if response.status >= 400
+                else None
+            ),
+        )
         page.on(
             "console",
             lambda message: (

@@ -172,6 +172,7 @@ const panel = new StagePanel({
     leave: $('leave'),
     message: $('join-message'),
     remoteAudio: $('remote-audio'),
+    muteNote: $('mute-note'),
   },
   onChange: () => {
     stageKey = '';

@@ -1,6 +1,5 @@
 // The listener page: status, the play button (live HLS, or the replay once the space ended), who is
 // on stage, the counts, and plain stream links for other players.
-import { request } from './api.js';
 import { ProgramPlayer } from './player.js';
 import { spaceIdFromPath, spaceUrls } from './space-url.js';
 import { formatClock, formatCount, formatWhen, renderStage, renderStatus } from './stage-view.js';
@@ -12,11 +11,16 @@ const urls = spaceUrls(spaceId);
 const audio = $('player');
 const playButton = $('play');
 const seekBar = $('seek-bar');
+// the live playlist has its first segments about this long after the start (1 s segments);
+// asking earlier only earns a 409 "no segment yet", so a listener waiting for the start waits
+// this long after it, measured on the server's clock (state.json's counted_at)
+const FIRST_SEGMENTS_S = 2.5;
 
 let state = null;
 let stageKey = '';
 let isWaitingToStart = false; // play was pressed before the space went live
 let isSeeking = false;
+let startTimer = 0;
 
 const player = new ProgramPlayer(audio, {
   onEvent(kind, detail) {
@@ -40,7 +44,6 @@ function setButton(buttonState) {
   playButton.dataset.state = buttonState;
   const isPlaying = buttonState === 'playing' || buttonState === 'loading';
   playButton.setAttribute('aria-label', isPlaying ? 'Pause' : 'Play');
-  playButton.setAttribute('aria-pressed', String(isPlaying));
 }
 
 function isActive() {
@@ -69,10 +72,12 @@ function renderPlayerStatus() {
   const status = $('player-status');
   if (player.mode === 'live' && !audio.paused) {
     const latency = player.latencyS;
-    const behind = Number.isFinite(latency) ? ` · ${latency.toFixed(1)} s behind live` : '';
-    status.textContent = `Listening ${formatClock(audio.currentTime)}${behind}`;
-  } else if (player.mode === 'replay') {
-    status.textContent = audio.paused ? 'Paused' : 'Playing the recording';
+    const behind = Number.isFinite(latency) ? ` · ${latency.toFixed(1)} s behind` : '';
+    status.textContent = `Playing live${behind}`;
+  } else if (player.mode === 'replay' && !audio.paused) {
+    status.textContent = 'Playing the recording';
+  } else if (player.mode === 'replay' && audio.currentTime > 0) {
+    status.textContent = 'Paused';
   } else if (state && state.status === 'scheduled') {
     status.textContent = isWaitingToStart
       ? 'It will start playing as soon as the host goes live.'
@@ -114,7 +119,7 @@ function onState(next) {
   renderStatus($('status'), next.status);
   $('listeners').textContent = formatCount(next.listeners);
   $('stream-listeners').textContent = formatCount(next.stream_listeners);
-  const key = JSON.stringify(next.stage);
+  const key = JSON.stringify([next.status, next.stage]);
   if (key !== stageKey) {
     stageKey = key;
     renderStage($('stage'), next.stage, {
@@ -143,9 +148,19 @@ function onStateError(error) {
   }
 }
 
+function secondsUntilFirstSegments() {
+  const startedMs = Date.parse(state.started_at || '');
+  const nowMs = Date.parse(state.counted_at || '');
+  if (!Number.isFinite(startedMs) || !Number.isFinite(nowMs)) return 0;
+  return Math.max(0, FIRST_SEGMENTS_S - (nowMs - startedMs) / 1000);
+}
+
 function startLive() {
   setButton('loading');
-  player.load(urls.hls, 'live');
+  clearTimeout(startTimer);
+  const waitS = secondsUntilFirstSegments();
+  if (waitS > 0) startTimer = setTimeout(() => player.load(urls.hls, 'live'), waitS * 1000);
+  else player.load(urls.hls, 'live');
   render();
 }
 
@@ -156,24 +171,13 @@ function prepareReplay(autoplay) {
   }
   if (autoplay) setButton('loading');
   player.load(urls.replay, 'replay', { autoplay });
-  preloadDuration();
-}
-
-// The replay's duration before playing: the sum of its EXTINF durations.
-async function preloadDuration() {
-  try {
-    const text = await (await request(urls.replay)).text();
-    const seconds = [...text.matchAll(/#EXTINF:([\d.]+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
-    if (seconds > 0 && !Number.isFinite(audio.duration)) $('duration').textContent = formatClock(seconds);
-  } catch {
-    // the duration appears once the replay loads
-  }
 }
 
 function togglePlay() {
   if (!state) return;
   say('');
   if (isActive()) {
+    clearTimeout(startTimer);
     if (player.mode === 'live') player.unload(); // resume later at the live edge, not behind it
     else player.pause();
     setButton('paused');

@@ -44,6 +44,7 @@ const panel = new StagePanel({
     leave: $('leave'),
     message: $('join-message'),
     remoteAudio: $('remote-audio'),
+    muteNote: $('mute-note'),
   },
   onChange: () => {
     stageKey = '';
@@ -61,7 +62,6 @@ const STATUS_TEXTS = {
 
 function renderJoinable() {
   $('join').disabled = status === 'ended' || !invite;
-  $('mute-note').textContent = $('mute').getAttribute('aria-pressed') === 'true' ? 'Muted' : '';
 }
 
 function onState(state) {
@@ -99,7 +99,6 @@ $('panel-idle').addEventListener('submit', (event) => {
   rememberName();
   panel.join();
 });
-$('mute').addEventListener('click', renderJoinable);
 nameField.value = storedName();
 nameField.addEventListener('change', rememberName);
 $('listen-link').href = spaceUrls(spaceId).listen;

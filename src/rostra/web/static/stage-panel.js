@@ -54,7 +54,7 @@ export function describeJoinError(error) {
   return { message: 'Joining the stage failed.', detail: describeError(error) };
 }
 
-// elements: { join, idle, live, meter, mute, leave, message, remoteAudio }
+// elements: { join, idle, live, meter, mute, leave, message, remoteAudio, muteNote? }
 export class StagePanel {
   // bindJoin: false when the page starts join() itself (after checking a form)
   constructor({ spaceId, token, elements, getName = () => '', onChange = () => {}, bindJoin = true }) {
@@ -135,7 +135,7 @@ export class StagePanel {
     this.meter.start(this.stream);
     this.setMuted(false);
     this.show(true);
-    this.say('You are on stage. Listeners hear you now; you hear the other speakers.', {
+    this.say('Listeners hear you now, and you hear the other speakers.', {
       kind: 'success',
     });
     join.disabled = false;
@@ -162,6 +162,7 @@ export class StagePanel {
     mute.setAttribute('aria-pressed', String(isMuted));
     mute.textContent = isMuted ? 'Unmute' : 'Mute';
     this.el.live.dataset.muted = String(isMuted);
+    if (this.el.muteNote) this.el.muteNote.textContent = isMuted ? 'Muted: nobody hears you' : '';
   }
 
   async leave() {
