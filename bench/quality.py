@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import subprocess
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -24,9 +23,9 @@ from typing import Any
 
 import httpx
 import numpy as np
-from pesq import pesq
-from scipy import signal
 
+import codec_reference
+from assessment import Clip, assess
 from bots import (
     OpusPacketTrack,
     ReturnTap,
@@ -49,28 +48,18 @@ from speech import (
     SAMPLE_RATE_HZ,
     SENTENCES_A,
     SENTENCES_B,
-    SIBILANT_BAND_HZ,
-    band_energy_db,
-    rms_db,
     synthesize,
     with_sibilants,
 )
 
 NAME = "quality"
-PESQ_RATE_HZ = 16_000
 LEAD_S = 1.5
-GAP_S = 1.0
 CONNECT_ALLOWANCE_S = 4.0
 PROGRESSIVE_MARGIN_S = 2.0
 HLS_MARGIN_S = 8.0  # ffmpeg starts three segments behind the live edge, then follows it
 CAPTURE_TIMEOUT_S = 90.0
 SEGMENTS_TIMEOUT_S = 15.0
-MIN_ALIGNMENT_CORRELATION = 0.5
-WINDOW_S = 0.5
-SEARCH_S = 0.3
-VOICED_DBFS = -40.0
-SLIP_S = 0.002
-SPEECH_BAND_HZ = (100.0, 4_000.0)
+STOCK_TAIL_S = 0.5
 BROWSER_BITRATE_BPS = 32_000
 BROWSER_OPTIONS = {"application": "voip", "fec": "1", "packet_loss": "5"}
 TARGETS = {
@@ -80,101 +69,6 @@ TARGETS = {
     "sibilant_band_db": "within ±1.5 dB",
     "level_db": "within ±1 dB",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Clip:
-    """What a session sends after its lead-in silence: its parts, by name, in order."""
-
-    parts: tuple[tuple[str, np.ndarray], ...]
-
-    @property
-    def pcm(self) -> np.ndarray:
-        gap = np.zeros(int(GAP_S * SAMPLE_RATE_HZ), dtype=np.float32)
-        pieces: list[np.ndarray] = []
-        for _, part in self.parts:
-            pieces += [part, gap]
-        return np.concatenate(pieces[:-1])
-
-    @property
-    def duration_s(self) -> float:
-        return float(self.pcm.size / SAMPLE_RATE_HZ)
-
-
-def to_pesq_rate(pcm: np.ndarray) -> np.ndarray:
-    return signal.resample_poly(pcm.astype(np.float64), 1, SAMPLE_RATE_HZ // PESQ_RATE_HZ)
-
-
-@dataclass(frozen=True, slots=True)
-class Location:
-    """Where a reference sits in what a listener received, checked window by window."""
-
-    lag: int  # sample offset of the reference's start, from whole-reference correlation
-    window_correlation: float  # median over the reference's voiced half-second windows
-    slips_s: tuple[float, ...]  # each jump of the local offset: audio dropped (<0) or added (>0)
-
-
-def locate(received: np.ndarray, reference: np.ndarray) -> Location | None:
-    """Find `reference` in `received`, then follow it in half-second windows: a jitter buffer
-    that conceals or drops audio shifts the rest of the timeline, which a single whole-clip
-    correlation would take for a missing clip."""
-    if received.size < reference.size:
-        return None
-    lag = audio_check.lag_of(received, reference)
-    window, search = int(WINDOW_S * SAMPLE_RATE_HZ), int(SEARCH_S * SAMPLE_RATE_HZ)
-    correlations: list[float] = []
-    offsets: list[int] = []
-    for start in range(0, reference.size - window + 1, window):
-        piece = reference[start : start + window].astype(np.float64)
-        if rms_db(piece) < VOICED_DBFS:
-            continue
-        low = max(0, lag + start - search)
-        region = received[low : lag + start + window + search].astype(np.float64)
-        if region.size < window:
-            break
-        products = signal.fftconvolve(region, piece[::-1], mode="valid")
-        energy = np.convolve(region * region, np.ones(window), mode="valid")
-        normalized = products / (np.sqrt(np.maximum(energy, 1e-12)) * np.linalg.norm(piece))
-        best = int(np.argmax(normalized))
-        correlations.append(float(normalized[best]))
-        offsets.append(low + best - start)
-    if not correlations:
-        return None
-    steps = np.diff(offsets) / SAMPLE_RATE_HZ
-    slips = tuple(round(float(x), 4) for x in steps if abs(x) >= SLIP_S)
-    return Location(lag, float(np.median(correlations)), slips)
-
-
-def assess(received: np.ndarray, clip: Clip) -> dict[str, Any]:
-    """Each part found on its own (a jitter-buffer slip between parts must not hide one): PESQ
-    of the clean speech, the sibilant band of the part with bursts, the level of all parts."""
-    figures: dict[str, Any] = {"received_s": round(received.size / SAMPLE_RATE_HZ, 2)}
-    received_energy = source_energy = 0.0
-    for name, part in clip.parts:
-        location = locate(received, part)
-        stretch = received[location.lag : location.lag + part.size] if location else received[:0]
-        if location is None or stretch.size < part.size:
-            figures["error"] = f"the {name} part is not in what the listener received"
-            return figures
-        figures[f"{name}_alignment"] = {
-            "window_correlation": round(location.window_correlation, 3),
-            "timeline_slips_s": list(location.slips_s),
-        }
-        if location.window_correlation < MIN_ALIGNMENT_CORRELATION:
-            figures["error"] = f"the {name} part does not match what the listener received"
-            return figures
-        received_energy += float(np.sum(np.square(stretch, dtype=np.float64)))
-        source_energy += float(np.sum(np.square(part, dtype=np.float64)))
-        if name == "speech":
-            score = pesq(PESQ_RATE_HZ, to_pesq_rate(part), to_pesq_rate(stretch), "wb")
-            figures["pesq_wb"] = round(float(score), 3)
-        if name == "speech_with_sibilants":
-            bands = {"sibilant_band_db": SIBILANT_BAND_HZ, "speech_band_db": SPEECH_BAND_HZ}
-            for label, band in bands.items():
-                difference = band_energy_db(stretch, band) - band_energy_db(part, band)
-                figures[label] = round(difference, 2)
-    figures["level_db"] = round(10 * float(np.log10(received_energy / source_energy)), 2)
-    return figures
 
 
 async def send_session(
@@ -206,16 +100,16 @@ async def send_session(
         packets = encode_opus(source, bitrate_bps=BROWSER_BITRATE_BPS, options=BROWSER_OPTIONS)
         track: Any = OpusPacketTrack(packets, is_looped=False)
     else:
-        track = TimedPcmTrack(source, then_silence_s=0.5)
+        track = TimedPcmTrack(source, then_silence_s=STOCK_TAIL_S)
     async with httpx.AsyncClient() as client:
         bot = await join(client, space["speaker_invite_url"], track, name=sender, tap=ReturnTap())
         await bot.wait_connected()
         await asyncio.wait_for(track.finished.wait(), timeout=clip.duration_s + 30)
-        sent_packets = track.packets_sent if sender == "browser_like" else len(track.handed_at)
+        frames = track.packets_sent if sender == "browser_like" else len(track.handed_at)
         await bot.leave(client)
     results: dict[str, Any] = {
         "sender": sender,
-        "packets_sent": sent_packets,
+        "frames_sent": frames,
         "sender_lateness": sender_lateness(track.lateness_s),
         "mixer_clock": metric_values(server, space["id"]),
     }
@@ -267,11 +161,38 @@ async def run_server(
                 space, clip, sender=sender, formats=formats, folder=folder, server=server
             )
             if drop_rate:
-                dropped = replayed_drops(session["packets_sent"], drop_rate, seed)
+                dropped = replayed_drops(session["frames_sent"], drop_rate, seed)
                 session["packets_dropped_by_server"] = dropped
-                session["drop_pct"] = round(100 * dropped / max(1, session["packets_sent"]), 2)
+                session["drop_pct"] = round(100 * dropped / max(1, session["frames_sent"]), 2)
             results[sender] = session
     return results
+
+
+def codec_alone(clip: Clip, *, rate: float, seed: int) -> dict[str, Any]:
+    """PESQ of each sender's own packets decoded offline by plain libopus, clean and with the
+    drops the server makes (the same seeded generator, from the session's first packet)."""
+    lead = np.zeros(int(LEAD_S * SAMPLE_RATE_HZ), dtype=np.float32)
+    tail = np.zeros(int(STOCK_TAIL_S * SAMPLE_RATE_HZ), dtype=np.float32)
+    senders = {
+        "stock_aiortc": codec_reference.aiortc_packets(np.concatenate([lead, clip.pcm, tail])),
+        "browser_like": codec_reference.browser_packets(
+            np.concatenate([lead, clip.pcm]),
+            bitrate_bps=BROWSER_BITRATE_BPS,
+            options=BROWSER_OPTIONS,
+        ),
+    }
+    figures: dict[str, Any] = {}
+    for sender, packets in senders.items():
+        dropped = codec_reference.drops(len(packets), rate=rate, seed=seed)
+        clean = assess(codec_reference.decode(packets), clip)
+        lossy = assess(codec_reference.decode(packets, dropped), clip)
+        figures[sender] = {
+            "pesq_wb": clean.get("pesq_wb"),
+            "pesq_wb_with_the_same_drops": lossy.get("pesq_wb"),
+            "packets": len(packets),
+            "dropped": sum(dropped),
+        }
+    return figures
 
 
 def verdicts(clean: dict[str, Any], lossy: dict[str, Any]) -> dict[str, Any]:
@@ -299,7 +220,8 @@ def verdicts(clean: dict[str, Any], lossy: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def print_summary(clean: dict[str, Any], lossy: dict[str, Any]) -> None:
+def print_summary(result: dict[str, Any]) -> None:
+    clean, lossy, alone = result["clean"], result["loss"], result["codec_alone"]
     rows = [
         ("Opus stream, stock sender", clean["stock_aiortc"]["opus_stream"]),
         ("ADTS stream, stock sender", clean["stock_aiortc"]["adts_stream"]),
@@ -309,6 +231,12 @@ def print_summary(clean: dict[str, Any], lossy: dict[str, Any]) -> None:
         ("AAC HLS 3 % loss, stock", lossy["stock_aiortc"]["aac_hls"]),
         ("Opus 3 % loss, browser-like", lossy["browser_like"]["opus_stream"]),
     ]
+    for sender, label in (("stock_aiortc", "stock"), ("browser_like", "browser-like")):
+        figures = alone[sender]
+        rows.append((f"{label} codec alone, offline", {"pesq_wb": figures["pesq_wb"]}))
+        rows.append(
+            ("  … with the same drops", {"pesq_wb": figures["pesq_wb_with_the_same_drops"]})
+        )
     print(f"\n{'path':30} {'PESQ-WB':>8} {'4–16k dB':>9} {'level dB':>9}")
     for label, figures in rows:
         values = [figures.get(k) for k in ("pesq_wb", "sibilant_band_db", "level_db")]
@@ -318,7 +246,7 @@ def print_summary(clean: dict[str, Any], lossy: dict[str, Any]) -> None:
         session = lossy[sender]
         print(
             f"  {sender}: the server dropped {session['packets_dropped_by_server']} of "
-            f"{session['packets_sent']} packets ({session['drop_pct']} %)"
+            f"{session['frames_sent']} packets ({session['drop_pct']} %)"
         )
 
 
@@ -335,6 +263,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         clean = await run_server(clips, drop_rate=0.0, seed=args.seed, folder=folder)
         lossy = await run_server(clips, drop_rate=args.loss, seed=args.seed, folder=folder)
     return {
+        "codec_alone": codec_alone(clips["speech"], rate=args.loss, seed=args.seed),
         "source": {
             "speech_s": round(speech.size / SAMPLE_RATE_HZ, 2),
             "speech_with_sibilants_s": round(sibilant.size / SAMPLE_RATE_HZ, 2),
@@ -364,7 +293,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loss", type=float, default=0.03, help="drop rate of the lossy run")
     parser.add_argument("--seed", type=int, default=11, help="seed of the drops and the bursts")
-    parser.add_argument("--keep", type=Path, help="keep the sources and captures (WAV) here")
+    parser.add_argument("--keep", type=Path, help="keep the listeners' captures (WAV) here")
     parser.add_argument(
         "--same-priority", action="store_true", help="do not run the clients ahead of the server"
     )
@@ -376,7 +305,7 @@ def main() -> None:
     result = asyncio.run(measure(args))
     result["load_average_at_start"] = load_at_start
     result["niceness"] = niceness
-    print_summary(result["clean"], result["loss"])
+    print_summary(result)
     path = write_results(NAME, result, started_at=started_at)
     print(f"wrote {path}")
 

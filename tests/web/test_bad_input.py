@@ -256,3 +256,33 @@ async def test_bad_requests_do_not_disturb_the_live_program(server: Server) -> N
     assert all(line.endswith(" 0.0") for line in dropped), dropped
     await pc.close()
     assert "Traceback" not in server.log()
+
+
+def test_media_and_pages_answer_head_like_get(server: Server) -> None:
+    space = server.create_space("Head")
+    for url in (space["listen_url"], space["hls_url"], space["state_url"], server.url + "/"):
+        head = httpx.head(url)
+        get = httpx.get(url)
+        assert head.status_code == get.status_code == 200, url
+        assert head.content == b""
+        assert head.headers["content-type"] == get.headers["content-type"]
+
+
+def test_whip_options_names_the_ice_servers(tmp_path: Path) -> None:
+    with_turn = start_server(
+        tmp_path / "data",
+        extra_env={
+            "ROSTRA_ICE_SERVERS": "stun:stun.example.org:3478,turn:u:p@turn.example.org:3478"
+        },
+    )
+    try:
+        space = with_turn.create_space("ICE")
+        response = httpx.options(space["whip_url"])
+        assert response.status_code == 204
+        link = response.headers["link"]
+        assert '<stun:stun.example.org:3478>; rel="ice-server"' in link
+        assert (
+            '<turn:turn.example.org:3478>; rel="ice-server"; username="u"; credential="p"' in link
+        )
+    finally:
+        stop_server(with_turn)

@@ -270,7 +270,9 @@ def test_listener_page_plays_replay_with_seek_and_download_after_end(
 
 
 @pytest.mark.parametrize(
-    ("size", "viewport"), [("desktop", DESKTOP), ("mobile", MOBILE), ("narrow", NARROW)]
+    ("size", "viewport"),
+    [("desktop", DESKTOP), ("mobile", MOBILE), ("narrow", NARROW)],
+    ids=["desktop", "mobile", "narrow"],
 )
 def test_pages_fit_the_screen_at_desktop_and_mobile_widths(
     web_server: Server,

@@ -85,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         summary="Large live audio conversations: speak over WHIP, listen over HLS or any player.",
         lifespan=lifespan,
+        docs_url=None,  # served by routes/pages.py from local files
+        redoc_url=None,
     )
     app.state.services = services
     registry = CollectorRegistry()

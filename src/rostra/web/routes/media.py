@@ -18,9 +18,11 @@ from rostra.media.hls.packager import master_text, replay_text
 from rostra.media.record import DOWNLOAD_NAME, INIT_NAME, REPLAY_PLAYLIST_NAME
 from rostra.stage.spaces import SpaceStatus
 from rostra.store.base import SpaceRecord
+from rostra.web.reads import read_route
 from rostra.web.services import Services
 
 router = APIRouter(tags=["listen"])
+read = read_route(router)
 
 SEGMENT_FILE_RE = re.compile(r"^(init\.mp4|seg_\d{6}\.m4s)$")
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -47,7 +49,7 @@ def _media_file(services: Services, space: SpaceRecord, name: str) -> Response:
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": IMMUTABLE})
 
 
-@router.get("/live/{space_id}/index.m3u8", summary="Live HLS (master playlist)")
+@read("/live/{space_id}/index.m3u8", summary="Live HLS (master playlist)")
 async def live_master(space_id: str, request: Request) -> Response:
     services = _services(request)
     services.spaces.get(space_id)
@@ -56,7 +58,7 @@ async def live_master(space_id: str, request: Request) -> Response:
     )
 
 
-@router.get("/live/{space_id}/audio.m3u8", summary="Live HLS (media playlist)")
+@read("/live/{space_id}/audio.m3u8", summary="Live HLS (media playlist)")
 async def live_playlist(space_id: str, request: Request) -> Response:
     services = _services(request)
     space = services.spaces.get(space_id)
@@ -73,7 +75,10 @@ async def live_playlist(space_id: str, request: Request) -> Response:
     return Response(text, media_type=HLS_TYPE, headers={"Cache-Control": PLAYLIST_CACHE})
 
 
-@router.get("/live/{space_id}/state.json", summary="Stage, status and counts (cacheable 1 s)")
+@read(
+    "/live/{space_id}/state.json",
+    summary="Stage, status and counts (cacheable 1 s)",
+)
 async def state(space_id: str, request: Request) -> JSONResponse:
     services = _services(request)
     space = services.spaces.get(space_id)
@@ -131,7 +136,10 @@ async def stream_opus(space_id: str, request: Request) -> StreamingResponse:
     return _stream(services, services.spaces.get(space_id), "opus")
 
 
-@router.get("/live/{space_id}/{name}", summary="Live HLS init and media segments (immutable)")
+@read(
+    "/live/{space_id}/{name}",
+    summary="Live HLS init and media segments (immutable)",
+)
 async def live_file(space_id: str, name: str, request: Request) -> Response:
     services = _services(request)
     return _media_file(services, services.spaces.get(space_id), name)
@@ -144,7 +152,7 @@ def _require_ended(space: SpaceRecord) -> None:
         )
 
 
-@router.get("/replay/{space_id}/index.m3u8", summary="Replay (VOD playlist, seekable)")
+@read("/replay/{space_id}/index.m3u8", summary="Replay (VOD playlist, seekable)")
 async def replay_playlist(space_id: str, request: Request) -> Response:
     services = _services(request)
     space = services.spaces.get(space_id)
@@ -157,7 +165,7 @@ async def replay_playlist(space_id: str, request: Request) -> Response:
     return Response(text, media_type=HLS_TYPE, headers={"Cache-Control": "public, max-age=60"})
 
 
-@router.get("/replay/{space_id}/audio.m4a", summary="Download the whole recording")
+@read("/replay/{space_id}/audio.m4a", summary="Download the whole recording")
 async def replay_download(space_id: str, request: Request) -> Response:
     services = _services(request)
     space = services.spaces.get(space_id)
@@ -176,7 +184,10 @@ async def replay_download(space_id: str, request: Request) -> Response:
     )
 
 
-@router.get("/replay/{space_id}/{name}", summary="Replay init and media segments (immutable)")
+@read(
+    "/replay/{space_id}/{name}",
+    summary="Replay init and media segments (immutable)",
+)
 async def replay_file(space_id: str, name: str, request: Request) -> Response:
     services = _services(request)
     space = services.spaces.get(space_id)

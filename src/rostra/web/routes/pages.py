@@ -9,17 +9,24 @@ import re
 from pathlib import Path
 
 from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import FileResponse, HTMLResponse, Response
 
 from rostra.errors import MediaNotFound
+from rostra.web.reads import read_route
 from rostra.web.services import Services
 
 router = APIRouter(include_in_schema=False)
+read = read_route(router)
 
 PAGES_DIR = Path(__file__).resolve().parent.parent / "pages"
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STATIC_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,60}\.(js|css|svg|png|ico)$")
-HLSJS_RELATIVE = Path("node_modules/hls.js/dist/hls.min.js")
+VENDOR_FILES = {
+    "hls.min.js": Path("hls.js/dist/hls.min.js"),
+    "swagger-ui-bundle.js": Path("swagger-ui-dist/swagger-ui-bundle.js"),
+    "swagger-ui.css": Path("swagger-ui-dist/swagger-ui.css"),
+}
 PAGE_CACHE = "no-cache"
 STATIC_CACHE = "public, max-age=300"
 MEDIA_TYPES = {
@@ -36,14 +43,14 @@ def _services(request: Request) -> Services:
     return services
 
 
-def find_hlsjs(start: Path | None = None) -> Path | None:
-    """hls.js comes from npm at install time: look for node_modules beside the project."""
+def find_vendor(relative: Path, start: Path | None = None) -> Path | None:
+    """Front-end packages come from npm at install time: find node_modules beside the project."""
     candidates = [Path.cwd(), Path(__file__).resolve()]
     if start is not None:
         candidates.insert(0, start)
     for base in candidates:
         for folder in [base, *base.parents]:
-            path = folder / HLSJS_RELATIVE
+            path = folder / "node_modules" / relative
             if path.is_file():
                 return path
     return None
@@ -53,38 +60,52 @@ def _page(name: str) -> HTMLResponse:
     return HTMLResponse((PAGES_DIR / name).read_text(), headers={"Cache-Control": PAGE_CACHE})
 
 
-@router.get("/")
+@read("/")
 async def home() -> HTMLResponse:
     return _page("index.html")
 
 
-@router.get("/listen/{space_id}")
+@read("/listen/{space_id}")
 async def listen_page(space_id: str, request: Request) -> HTMLResponse:
     _services(request).spaces.get(space_id)
     return _page("listen.html")
 
 
-@router.get("/host/{space_id}")
+@read("/host/{space_id}")
 async def host_page(space_id: str, request: Request) -> HTMLResponse:
     _services(request).spaces.get(space_id)
     return _page("host.html")
 
 
-@router.get("/speak/{space_id}")
+@read("/speak/{space_id}")
 async def speak_page(space_id: str, request: Request) -> HTMLResponse:
     _services(request).spaces.get(space_id)
     return _page("speak.html")
 
 
-@router.get("/static/vendor/hls.min.js")
-async def hlsjs(request: Request) -> Response:
-    path = find_hlsjs(request.app.state.services.settings.data)
+@read("/static/vendor/{name}")
+async def vendor(name: str, request: Request) -> Response:
+    relative = VENDOR_FILES.get(name)
+    path = find_vendor(relative, request.app.state.services.settings.data) if relative else None
     if path is None:
-        raise MediaNotFound("hls.js is not installed: run 'make install' (npm install)")
-    return FileResponse(path, media_type="text/javascript", headers={"Cache-Control": STATIC_CACHE})
+        raise MediaNotFound(f"no vendor file '{name[:80]}': run 'make install' (npm ci)")
+    media_type = MEDIA_TYPES[name.rsplit(".", 1)[1]]
+    return FileResponse(path, media_type=media_type, headers={"Cache-Control": STATIC_CACHE})
 
 
-@router.get("/static/{name}")
+@router.get("/docs")
+async def docs() -> HTMLResponse:
+    """The OpenAPI explorer, from local files: it works on a closed network."""
+    return get_swagger_ui_html(
+        openapi_url="/openapi.json",
+        title="Rostra API",
+        swagger_js_url="/static/vendor/swagger-ui-bundle.js",
+        swagger_css_url="/static/vendor/swagger-ui.css",
+        swagger_favicon_url="/static/icon.svg",
+    )
+
+
+@read("/static/{name}")
 async def static(name: str) -> Response:
     if not STATIC_NAME_RE.fullmatch(name) or not (STATIC_DIR / name).is_file():
         raise MediaNotFound(f"no static file '{name[:80]}'")

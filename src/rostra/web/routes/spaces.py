@@ -33,12 +33,18 @@ class InviteCreate(BaseModel):
     uses: int | None = Field(default=None, ge=1, le=10_000)
 
 
+def _json_body(model: type[BaseModel], *, is_required: bool = True) -> dict[str, Any]:
+    """Document a body that the route reads itself (strictly, with problem+json errors)."""
+    schema = {"application/json": {"schema": model.model_json_schema()}}
+    return {"requestBody": {"required": is_required, "content": schema}}
+
+
 def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-@router.post("", status_code=201, summary="Create a space")
+@router.post("", status_code=201, summary="Create a space", openapi_extra=_json_body(SpaceCreate))
 async def create_space(request: Request) -> JSONResponse:
     services = _services(request)
     require_admin(services, request)
@@ -86,7 +92,12 @@ async def end_space(space_id: str, request: Request) -> dict[str, Any]:
     return services.space_json(space, is_private=True)
 
 
-@router.post("/{space_id}/invites", status_code=201, summary="Mint a speaker invite link")
+@router.post(
+    "/{space_id}/invites",
+    status_code=201,
+    summary="Mint a speaker invite link",
+    openapi_extra=_json_body(InviteCreate, is_required=False),
+)
 async def create_invite(space_id: str, request: Request) -> JSONResponse:
     services = _services(request)
     services.spaces.get(space_id)

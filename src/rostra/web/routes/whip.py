@@ -23,7 +23,17 @@ def _services(request: Request) -> Services:
     return services
 
 
-@router.post("/whip/{space_id}", status_code=201, summary="Publish a voice (WHIP)")
+@router.post(
+    "/whip/{space_id}",
+    status_code=201,
+    summary="Publish a voice (WHIP)",
+    openapi_extra={
+        "requestBody": {"required": True, "content": {SDP_TYPE: {"schema": {"type": "string"}}}},
+        "parameters": [
+            {"name": "name", "in": "query", "required": False, "schema": {"type": "string"}}
+        ],
+    },
+)
 async def publish(space_id: str, request: Request) -> Response:
     services = _services(request)
     services.spaces.get(space_id)

@@ -15,6 +15,7 @@ const urls = spaceUrls(spaceId);
 let space = null;
 let stageKey = '';
 let lastStage = [];
+let isAuthorized = Boolean(token); // false once the API refused the token
 
 function say(box, message, kind = 'error') {
   box.hidden = !message;
@@ -35,7 +36,7 @@ function renderSpace(next) {
   $('when').textContent = when[space.status] || '';
   $('start').hidden = space.status !== 'scheduled';
   $('end').hidden = space.status !== 'live';
-  const isOpen = space.status !== 'ended';
+  const isOpen = space.status !== 'ended' && isAuthorized;
   $('join').disabled = !isOpen;
   $('invite-create').disabled = !isOpen;
 }
@@ -69,6 +70,7 @@ async function loadSpace() {
 }
 
 function disableAll() {
+  isAuthorized = false;
   for (const id of ['start', 'end', 'join', 'invite-create', 'copy-speaker-link']) $(id).disabled = true;
 }
 

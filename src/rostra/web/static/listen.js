@@ -21,6 +21,7 @@ let stageKey = '';
 let isWaitingToStart = false; // play was pressed before the space went live
 let isSeeking = false;
 let startTimer = 0;
+let isStateMessage = false; // the message shown is about loading the state: clear it on success
 
 const player = new ProgramPlayer(audio, {
   onEvent(kind, detail) {
@@ -113,7 +114,8 @@ function render() {
 function onState(next) {
   const previous = state;
   state = next;
-  say('');
+  if (isStateMessage) say('');
+  isStateMessage = false;
   document.title = `${next.title} · Rostra`;
   $('title').textContent = next.title;
   renderStatus($('status'), next.status);
@@ -143,8 +145,10 @@ function onStateError(error) {
   if (error.status === 404) {
     say('This space does not exist. Check the link.', 'error');
     playButton.disabled = true;
+    isStateMessage = true;
   } else if (!state) {
     say(`Cannot load this space: ${error.detail || error.message}`, 'error');
+    isStateMessage = true;
   }
 }
 

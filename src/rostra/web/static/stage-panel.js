@@ -158,9 +158,7 @@ export class StagePanel {
   setMuted(isMuted) {
     const track = this.stream && this.stream.getAudioTracks()[0];
     if (track) track.enabled = !isMuted;
-    const { mute } = this.el;
-    mute.setAttribute('aria-pressed', String(isMuted));
-    mute.textContent = isMuted ? 'Unmute' : 'Mute';
+    this.el.mute.textContent = isMuted ? 'Unmute' : 'Mute';
     this.el.live.dataset.muted = String(isMuted);
     if (this.el.muteNote) this.el.muteNote.textContent = isMuted ? 'Muted: nobody hears you' : '';
   }

@@ -22,6 +22,33 @@ function iceGatheringComplete(pc, timeoutMs) {
   });
 }
 
+// RFC 9725 §4.6: the server names its STUN/TURN servers in `Link: <url>; rel="ice-server"` headers,
+// answered to an OPTIONS request before the offer is made.
+export function parseIceLinks(header) {
+  if (!header) return [];
+  const servers = [];
+  for (const entry of header.split(/,(?=\s*<)/)) {
+    const url = /<([^>]+)>/.exec(entry);
+    if (!url || !/rel="?ice-server"?/.test(entry)) continue;
+    const server = { urls: url[1] };
+    const username = /username="([^"]*)"/.exec(entry);
+    const credential = /credential="([^"]*)"/.exec(entry);
+    if (username) server.username = username[1];
+    if (credential) server.credential = credential[1];
+    servers.push(server);
+  }
+  return servers;
+}
+
+async function iceServers(endpoint) {
+  try {
+    const response = await fetch(endpoint, { method: 'OPTIONS' });
+    return parseIceLinks(response.headers.get('Link'));
+  } catch {
+    return []; // no STUN/TURN: host candidates only, as on a LAN or on localhost
+  }
+}
+
 export class WhipSession {
   constructor(pc, resourceUrl, token, remoteStream) {
     this.pc = pc;
@@ -63,7 +90,10 @@ export class WhipSession {
 
 // Publish `track` to `endpoint` (…/whip/{id}?name=…) with `token` as the Bearer credential.
 export async function publish(endpoint, token, track, { iceTimeoutMs = ICE_GATHERING_TIMEOUT_MS } = {}) {
-  const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+  const pc = new RTCPeerConnection({
+    bundlePolicy: 'max-bundle',
+    iceServers: await iceServers(endpoint),
+  });
   const remoteStream = new MediaStream();
   pc.addEventListener('track', (event) => remoteStream.addTrack(event.track));
   try {
