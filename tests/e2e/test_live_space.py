@@ -42,6 +42,21 @@ def speak(invite_url: str, wav: Path, name: str, record: Path | None) -> subproc
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def speak_tone(invite_url: str, frequency_hz: int, seconds: int) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "rostra",
+        "speak",
+        invite_url,
+        "--tone",
+        str(frequency_hz),
+        "--seconds",
+        str(seconds),
+    ]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
 def finish(process: subprocess.Popen[bytes], timeout_s: float = 60) -> str:
     out, err = process.communicate(timeout=timeout_s)
     assert process.returncode == 0, f"exit {process.returncode}: {err.decode()[-2000:]}"
@@ -119,21 +134,7 @@ def test_voice_level_at_listener_matches_source(server: Server, tmp_path: Path) 
     space = server.create_space("Level")
     listener = capture(space["stream_url"], 8.0, tmp_path / "aac.wav")
     time.sleep(0.5)
-    bot = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rostra",
-            "speak",
-            space["speaker_invite_url"],
-            "--tone",
-            "1000",
-            "--seconds",
-            "5",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    bot = speak_tone(space["speaker_invite_url"], 1000, 5)
     finish(bot)
     listener.communicate(timeout=30)
     heard = decode(tmp_path / "aac.wav")
@@ -190,21 +191,7 @@ def test_three_percent_packet_loss_is_concealed(tmp_path: Path) -> None:
         space = lossy.create_space("Lossy")
         listener = capture(space["stream_url"], 14.0, tmp_path / "aac.wav")
         time.sleep(0.5)
-        bot = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rostra",
-                "speak",
-                space["speaker_invite_url"],
-                "--tone",
-                "600",
-                "--seconds",
-                "10",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        bot = speak_tone(space["speaker_invite_url"], 600, 10)
         finish(bot)
         metrics = httpx.get(lossy.url + "/metrics").text
         listener.communicate(timeout=30)
