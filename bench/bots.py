@@ -45,7 +45,7 @@ class TimedPcmTrack(PcmTrack):
 
     async def recv(self) -> av.AudioFrame:
         frame = await super().recv()
-        self.handed_at[int(frame.pts)] = time.time()
+        self.handed_at[int(frame.pts or 0)] = time.time()
         return frame
 
     @property
@@ -149,8 +149,6 @@ class ReturnTap:
 
     def __init__(self, on_payload: PayloadSink | None = None) -> None:
         self.packets = 0
-        self.first_at: float | None = None
-        self.last_at: float | None = None
         self._on_payload = on_payload
         self._passthrough: Any = None
 
@@ -160,12 +158,9 @@ class ReturnTap:
         hook_receiver(receiver, self)
 
     def add(self, packet: Any) -> tuple[bool, Any]:
-        now = time.time()
         self.packets += 1
-        self.first_at = self.first_at or now
-        self.last_at = now
         if self._on_payload is not None:
-            self._on_payload(bytes(packet._data), now)
+            self._on_payload(bytes(packet._data), time.time())
         if self._passthrough is not None:
             result: tuple[bool, Any] = self._passthrough.add(packet)
             return result

@@ -1,6 +1,7 @@
 """The live HLS as the listener page plays it: headless Chromium (Debian's, through Playwright)
-runs hls.js with the page's own config (/static/player-config.js), and an AudioWorklet on the
-<audio> element's output reports when each mark is played, in the machine's wall clock.
+runs hls.js with the page's own config (/static/player-config.js) in a few pages joining at
+different moments, and an AudioWorklet on each <audio> element's output reports when each mark
+is played, in the machine's wall clock.
 
 The bench page is served by Playwright at a path of the Rostra server's origin, so hls.js, the
 config module and the media all load from the server as the listener page loads them.
@@ -8,6 +9,7 @@ config module and the media all load from the server as the listener page loads 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ CHROMIUM_ARGS = [
     "--autoplay-policy=no-user-gesture-required",
 ]
 LAUNCH_TIMEOUT_MS = 30_000
+SEGMENT_S = 1.024
 
 WORKLET_JS = """
 class MarkDetector extends AudioWorkletProcessor {
@@ -170,16 +173,29 @@ def page_config_source() -> tuple[str, str]:
     return fallback, f"fallback {json.dumps(FALLBACK_CONFIG)} (player-config.js has no HLS_CONFIG)"
 
 
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What one bench page heard: its marks, its stalls (wall-clock s) and hls.js's errors."""
+
+    marks: list[dict[str, float]]
+    stalls_at: list[float]
+    errors: list[str]
+    latency_when_playing_s: float
+
+
 @dataclass(slots=True)
 class HlsPlayer:
-    """A running bench page: `start` loads the live HLS, `marks` reads what it heard."""
+    """Bench pages in one headless Chromium, each a listener joining the live HLS a fraction of
+    a segment after the previous one, since where a player joins sets its latency."""
 
     base_url: str
+    players: int = 3
     config_source: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     _playwright: Any = None
     _browser: Any = None
-    _page: Any = None
+    _pages: list[Any] = field(default_factory=list)
+    _latencies: list[float] = field(default_factory=list)
 
     async def start(self, hls_url: str) -> None:
         from playwright.async_api import async_playwright
@@ -192,53 +208,65 @@ class HlsPlayer:
         self._browser = await self._playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=LAUNCH_TIMEOUT_MS
         )
-        self._page = await self._browser.new_page()
         page_url = self.base_url + BENCH_PAGE_PATH
 
         async def serve_page(route: Any) -> None:
             await route.fulfill(body=html, content_type="text/html; charset=utf-8")
 
-        await self._page.route(page_url, serve_page)
-        await self._page.goto(page_url)
-        await self._page.wait_for_function("() => window.startBench !== undefined")
-        detector = {
-            "threshold": ONSET_FRACTION * MARK_LEVEL,
-            "confirmS": CONFIRM_S,
-            "neededRms": CONFIRM_FRACTION * MARK_LEVEL / 2**0.5,
-            "refractoryS": REFRACTORY_S,
-            "frequencies": list(MARK_FREQUENCIES_HZ),
-        }
-        self.info = await self._page.evaluate(
-            "(a) => window.startBench(a.url, a.detector)", {"url": hls_url, "detector": detector}
-        )
+        for index in range(self.players):
+            if index:
+                await asyncio.sleep(SEGMENT_S / self.players)
+            page = await self._browser.new_page()
+            await page.route(page_url, serve_page)
+            await page.goto(page_url)
+            await page.wait_for_function("() => window.startBench !== undefined")
+            self.info = await page.evaluate(
+                "(a) => window.startBench(a.url, a.detector)",
+                {"url": hls_url, "detector": _detector()},
+            )
+            self._pages.append(page)
 
-    async def wait_playing(self, timeout_s: float) -> float:
-        """Waits until the player has played a second; returns hls.js's latency estimate."""
-        await self._page.wait_for_function(
-            "() => document.getElementById('player').currentTime > 1",
-            timeout=timeout_s * 1000,
-        )
-        latency: float = await self._page.evaluate("() => window.benchHls.latency")
-        return latency
+    async def wait_playing(self, timeout_s: float) -> None:
+        """Waits until every page has played a second."""
+        for page in self._pages:
+            await page.wait_for_function(
+                "() => document.getElementById('player').currentTime > 1",
+                timeout=timeout_s * 1000,
+            )
+            self._latencies.append(float(await page.evaluate("() => window.benchHls.latency")))
 
-    async def marks(self) -> list[dict[str, float]]:
-        marks: list[dict[str, float]] = await self._page.evaluate("() => window.benchMarks")
-        return marks
-
-    async def stalls(self) -> list[float]:
-        """Wall-clock times (s) at which the <audio> element ran out of data while playing."""
-        stalls: list[float] = await self._page.evaluate("() => window.benchStalls")
-        return [t / 1000 for t in stalls]
-
-    async def errors(self) -> list[str]:
-        errors: list[str] = await self._page.evaluate("() => window.benchErrors")
-        return errors
+    async def heard(self) -> list[Heard]:
+        results: list[Heard] = []
+        for page, latency in zip(self._pages, self._latencies, strict=False):
+            state = await page.evaluate(
+                "() => ({marks: window.benchMarks, stalls: window.benchStalls,"
+                " errors: window.benchErrors})"
+            )
+            results.append(
+                Heard(
+                    marks=state["marks"],
+                    stalls_at=[t / 1000 for t in state["stalls"]],
+                    errors=state["errors"],
+                    latency_when_playing_s=latency,
+                )
+            )
+        return results
 
     async def close(self) -> None:
         if self._browser is not None:
             await self._browser.close()
         if self._playwright is not None:
             await self._playwright.stop()
+
+
+def _detector() -> dict[str, Any]:
+    return {
+        "threshold": ONSET_FRACTION * MARK_LEVEL,
+        "confirmS": CONFIRM_S,
+        "neededRms": CONFIRM_FRACTION * MARK_LEVEL / 2**0.5,
+        "refractoryS": REFRACTORY_S,
+        "frequencies": list(MARK_FREQUENCIES_HZ),
+    }
 
 
 def hls_js_version() -> str:

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import os
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +34,7 @@ from harness import (
     running_server,
     write_results,
 )
-from hls_player import HlsPlayer, hls_js_version
+from hls_player import Heard, HlsPlayer, hls_js_version
 from marks import (
     MARK_DURATION_S,
     MARK_FREQUENCIES_HZ,
@@ -52,6 +51,7 @@ from rostra.media.opus import OpusDecoder, OpusError
 NAME = "latency"
 LEAD_S = 2.0
 MIN_MARKS = 30
+MAX_HLS_PLAYERS = 6
 HLS_START_TIMEOUT_S = 30.0
 LISTENER_START_TIMEOUT_S = 15.0
 SEND_SLACK_S = 30.0
@@ -74,7 +74,9 @@ PEERS_S = {
 class Listening:
     """Every listener's detector, and the tasks and threads that feed them."""
 
-    def __init__(self, space: dict[str, Any], base_url: str, budget_s: float) -> None:
+    def __init__(
+        self, space: dict[str, Any], base_url: str, budget_s: float, *, players: int
+    ) -> None:
         self.detectors = {
             name: OnsetDetector()
             for name in ("progressive_aac", "progressive_opus", "s2s_arrival", "s2s_stock")
@@ -89,7 +91,7 @@ class Listening:
                 max_s=budget_s,
             ),
         }
-        self.player = HlsPlayer(base_url)
+        self.player = HlsPlayer(base_url, players=players)
         self._decoder = OpusDecoder(channels=1)
         self.decode_errors = 0
 
@@ -116,6 +118,18 @@ class Listening:
             detector.feed((samples / INT16_FULL_SCALE).astype(np.float32), arrived_at)
 
 
+async def wait_for_segments(playlist_url: str, count: int = 3) -> None:
+    """A player that joins before the program has segments only retries: wait for a few."""
+    deadline = time.monotonic() + HLS_START_TIMEOUT_S
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            response = await client.get(playlist_url)
+            if response.status_code == 200 and response.text.count("#EXTINF") >= count:
+                return
+            await asyncio.sleep(0.25)
+    raise RuntimeError(f"{playlist_url} listed fewer than {count} segments in time")
+
+
 async def wait_for_streams(listening: Listening) -> None:
     deadline = time.monotonic() + LISTENER_START_TIMEOUT_S
     for name, stream in listening.streams.items():
@@ -131,7 +145,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     budget_s = send_s + args.tail_s + SEND_SLACK_S + HLS_START_TIMEOUT_S
     with running_server() as server:
         space = create_space(server, "Latency bench")
-        listening = Listening(space, server.url, budget_s)
+        listening = Listening(space, server.url, budget_s, players=args.hls_players)
         for stream in listening.streams.values():
             stream.start()
         try:
@@ -149,8 +163,9 @@ async def _run_space(
     train: MarkTrain,
     send_s: float,
 ) -> dict[str, Any]:
+    await wait_for_segments(space["hls_url"].replace("index.m3u8", "audio.m3u8"))
     await listening.player.start(space["hls_url"])
-    hls_start_latency = await listening.player.wait_playing(HLS_START_TIMEOUT_S)
+    await listening.player.wait_playing(HLS_START_TIMEOUT_S)
     await wait_for_streams(listening)
     invite = space["speaker_invite_url"]
     async with httpx.AsyncClient() as client:
@@ -178,12 +193,7 @@ async def _run_space(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(talker_track.finished.wait(), send_s + SEND_SLACK_S)
         await asyncio.sleep(args.tail_s)
-        hls = HlsReport(
-            marks=await listening.player.marks(),
-            stalls_at=await listening.player.stalls(),
-            errors=await listening.player.errors(),
-            start_latency_s=hls_start_latency,
-        )
+        heard = await listening.player.heard()
         for bot in (talker, hearer):
             await bot.leave(client)
         if stock_task is not None:
@@ -193,7 +203,7 @@ async def _run_space(
         for start, tone in zip(train.starts, train.tones, strict=True)
         if start in talker_track.handed_at
     ]
-    result = summarize(sent, listening, hls, hearer.tap.packets)
+    result = summarize(sent, listening, heard, hearer.tap.packets)
     result["talker_sender_lateness"] = sender_lateness(talker_track.lateness_s)
     return result
 
@@ -219,30 +229,46 @@ def _figures(
     return figures
 
 
-@dataclass(frozen=True, slots=True)
-class HlsReport:
-    marks: list[dict[str, float]]
-    stalls_at: list[float]
-    errors: list[str]
-    start_latency_s: float
-
-
-def _hls_figures(sent: list[Mark], hls: HlsReport, player: HlsPlayer) -> dict[str, Any]:
-    played = [Mark(at=m["played_ms"] / 1000, tone=int(m["tone"])) for m in hls.marks]
-    received = [Mark(at=m["received_ms"] / 1000, tone=int(m["tone"])) for m in hls.marks]
+def _hls_figures(sent: list[Mark], heard: list[Heard], player: HlsPlayer) -> dict[str, Any]:
+    """Each page's latency, and all pages' marks pooled (where a player joins sets its latency)."""
     first, last = (sent[0].at, sent[-1].at) if sent else (0.0, 0.0)
+    pooled: dict[str, list[float]] = {"played": [], "detected_in_worklet": []}
+    pages: list[dict[str, Any]] = []
+    for page in heard:
+        page_figures: dict[str, Any] = {}
+        for label, key in (("played", "played_ms"), ("detected_in_worklet", "received_ms")):
+            marks = [Mark(at=m[key] / 1000, tone=int(m["tone"])) for m in page.marks]
+            figures = _figures(sent, marks, None)
+            pooled[label] += [x for x in figures["per_mark_s"] if x is not None]
+            page_figures[label] = figures
+        page_figures.update(
+            hls_js_latency_estimate_s=percentiles([m["hls_latency_s"] for m in page.marks]),
+            hls_js_latency_when_playing_began_s=round(page.latency_when_playing_s, 3),
+            buffered_ahead_at_marks_s=percentiles([m["buffered_ahead_s"] for m in page.marks]),
+            playback_rates_seen=sorted({m["playback_rate"] for m in page.marks}),
+            stalls_total=len(page.stalls_at),
+            stalls_while_marks_played=sum(
+                first <= t <= last + STALL_WINDOW_AFTER_LAST_MARK_S for t in page.stalls_at
+            ),
+            player_errors=page.errors[:20],
+        )
+        pages.append(page_figures)
+    text, bound, _ = TARGETS_S["hls"]
+    played = percentiles(pooled["played"])
     return {
-        "played": _figures(sent, played, TARGETS_S["hls"]),
-        "detected_in_worklet": _figures(sent, received, None),
-        "hls_js_latency_estimate_s": percentiles([m["hls_latency_s"] for m in hls.marks]),
-        "hls_js_latency_when_playing_began_s": round(hls.start_latency_s, 3),
-        "buffered_ahead_at_marks_s": percentiles([m["buffered_ahead_s"] for m in hls.marks]),
-        "playback_rates_seen": sorted({m["playback_rate"] for m in hls.marks}),
-        "stalls_total": len(hls.stalls_at),
-        "stalls_while_marks_played": sum(
-            first <= t <= last + STALL_WINDOW_AFTER_LAST_MARK_S for t in hls.stalls_at
-        ),
-        "player_errors": hls.errors[:20],
+        "played": {
+            "latency_s": played,
+            "target": text,
+            "meets_target": bool(played.get("p50", float("inf")) < bound),
+            "marks_matched": len(pooled["played"]),
+            "marks_expected": len(sent) * len(heard),
+        },
+        "detected_in_worklet": {
+            "latency_s": percentiles(pooled["detected_in_worklet"]),
+            "marks_matched": len(pooled["detected_in_worklet"]),
+        },
+        "players": pages,
+        "stalls_while_marks_played": sum(p["stalls_while_marks_played"] for p in pages),
         "config": player.info.get("config"),
         "config_source": player.config_source,
         "hls_js_version": player.info.get("hls_version") or hls_js_version(),
@@ -253,7 +279,7 @@ def _hls_figures(sent: list[Mark], hls: HlsReport, player: HlsPlayer) -> dict[st
 
 
 def summarize(
-    sent: list[Mark], listening: Listening, hls: HlsReport, return_packets: int
+    sent: list[Mark], listening: Listening, heard: list[Heard], return_packets: int
 ) -> dict[str, Any]:
     detectors = listening.detectors
     return {
@@ -266,7 +292,7 @@ def summarize(
             "progressive_opus": _figures(
                 sent, detectors["progressive_opus"].onsets, TARGETS_S["progressive"]
             ),
-            "hls": _hls_figures(sent, hls, listening.player),
+            "hls": _hls_figures(sent, heard, listening.player),
             "speaker_to_speaker": {
                 "decoded_on_packet_arrival": _figures(
                     sent, detectors["s2s_arrival"].onsets, TARGETS_S["speaker_to_speaker"]
@@ -314,7 +340,9 @@ def print_summary(result: dict[str, Any]) -> None:
         p50, p95 = latency.get("p50", float("nan")), latency.get("p95", float("nan"))
         print(f"{label:32} {p50:7.3f} {p95:7.3f} {figures['marks_matched']:6d}  {verdict}")
     hls = paths["hls"]
-    print(f"HLS stalls while marks played: {hls['stalls_while_marks_played']}")
+    per_player = [p["played"]["latency_s"].get("p50") for p in hls["players"]]
+    print(f"HLS p50 per player: {per_player}; stalls while marks played: ", end="")
+    print(hls["stalls_while_marks_played"])
     print(f"hls.js config from {hls['config_source']}: {hls['config']}")
 
 
@@ -324,11 +352,18 @@ def main() -> None:
     parser.add_argument("--tail-s", type=float, default=8.0, help="listen on after the last mark")
     parser.add_argument("--seed", type=int, default=7, help="seed of the mark intervals")
     parser.add_argument(
+        "--hls-players",
+        type=int,
+        default=3,
+        help="HLS listeners, joining a third of a segment apart",
+    )
+    parser.add_argument(
         "--same-priority", action="store_true", help="do not run the clients ahead of the server"
     )
     args = parser.parse_args()
     niceness = prioritize_clients(not args.same_priority)
     args.marks = max(args.marks, MIN_MARKS)
+    args.hls_players = min(max(args.hls_players, 1), MAX_HLS_PLAYERS)
     started_at = datetime.now(UTC)
     print(f"latency bench: {args.marks} marks, every 0.8–1.3 s, through a live space")
     load_at_start = [round(x, 2) for x in os.getloadavg()]

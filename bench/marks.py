@@ -178,10 +178,10 @@ def match_marks(sent: Sequence[Mark], heard: Sequence[Mark]) -> Matched:
             if sent[k].tone == mark.tone and sent[k].at < mark.at
         ]
         if latency is not None:
-            candidates = [
-                k for k in candidates if abs(mark.at - sent[k].at - latency) <= MAX_LATENCY_STEP_S
-            ]
-            candidates.sort(key=lambda k: abs(mark.at - sent[k].at - latency))
+            steps = {k: abs(mark.at - sent[k].at - latency) for k in candidates}
+            candidates = sorted(
+                (k for k in candidates if steps[k] <= MAX_LATENCY_STEP_S), key=steps.get
+            )
         if not candidates:
             unmatched += 1
             continue

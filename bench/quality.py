@@ -149,6 +149,7 @@ async def run_server(
     env = {"ROSTRA_INGEST_DROP_RATE": str(drop_rate), "ROSTRA_INGEST_DROP_SEED": str(seed)}
     results: dict[str, Any] = {}
     with running_server(env if drop_rate else None) as server:
+        plan: list[tuple[str, Clip, tuple[str, ...]]]
         if drop_rate:
             plan = [("stock_aiortc", clips["speech"], ("opus_stream", "aac_hls"))]
         else:
@@ -231,7 +232,7 @@ def print_summary(result: dict[str, Any]) -> None:
         ("AAC HLS 3 % loss, stock", lossy["stock_aiortc"]["aac_hls"]),
         ("Opus 3 % loss, browser-like", lossy["browser_like"]["opus_stream"]),
     ]
-    for sender, label in (("stock_aiortc", "stock"), ("browser_like", "browser-like")):
+    for sender, label in (("stock_aiortc", "stock"), ("browser_like", "browser")):
         figures = alone[sender]
         rows.append((f"{label} codec alone, offline", {"pesq_wb": figures["pesq_wb"]}))
         rows.append(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from rostra.media.ice import restrict_ice_host_addresses
 from rostra.rehearse.speaker import PcmTrack, tone
@@ -11,7 +11,7 @@ from rostra.rehearse.speaker import PcmTrack, tone
 
 async def offer() -> tuple[RTCPeerConnection, str]:
     restrict_ice_host_addresses(["127.0.0.1"])
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # never a public STUN server
     pc.addTransceiver(PcmTrack(tone(440, 30)), direction="sendrecv")
     await pc.setLocalDescription(await pc.createOffer())
     return pc, pc.localDescription.sdp

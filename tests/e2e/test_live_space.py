@@ -220,3 +220,10 @@ def test_three_percent_packet_loss_is_concealed(tmp_path: Path) -> None:
     assert missing.mean() <= 0.035, f"{missing.mean():.1%} of the audio is missing"
     assert longest * 20 <= 60, f"a gap of {longest * 20} ms"
     assert fates["lost"] >= fates["test_dropped"] * 0.8, fates
+
+
+def test_player_arriving_at_go_live_waits_for_the_first_segment(server: Server) -> None:
+    space = server.create_space("Early player")
+    playlist = httpx.get(space["hls_url"].replace("index.m3u8", "audio.m3u8"), timeout=10)
+    assert playlist.status_code == 200, playlist.text
+    assert "#EXTINF:1.024," in playlist.text

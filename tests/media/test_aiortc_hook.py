@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 from rostra.media.ice import restrict_ice_host_addresses
@@ -23,7 +23,8 @@ def test_aiortc_keeps_its_audio_jitter_buffer_where_rostra_hooks() -> None:
 
 async def test_every_received_packet_reaches_rostras_jitter_buffer() -> None:
     restrict_ice_host_addresses(["127.0.0.1"])
-    sender, receiver = RTCPeerConnection(), RTCPeerConnection()
+    local = RTCConfiguration(iceServers=[])  # loopback only, never a public STUN server
+    sender, receiver = RTCPeerConnection(local), RTCPeerConnection(local)
     sender.addTransceiver(PcmTrack(tone(440, 3)), direction="sendonly")
     jitter = JitterBuffer()
     hook = JitterHook(jitter, dropper=None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import re
 import time
 import wave
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import av
 import httpx
 import numpy as np
 import numpy.typing as npt
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from rostra.media.ice import is_loopback, restrict_ice_host_addresses
@@ -121,6 +122,35 @@ class PcmTrack(MediaStreamTrack):
         return frame
 
 
+LINK_RE = re.compile(r"<([^>]+)>([^<]*)")
+
+
+def parse_ice_links(header: str) -> list[RTCIceServer]:
+    """RFC 9725 §4.6 `Link: <stun:…>; rel="ice-server"; username=…; credential=…` entries."""
+    servers = []
+    for url, params in LINK_RE.findall(header):
+        if 'rel="ice-server"' not in params:
+            continue
+        fields = dict(re.findall(r'([a-z-]+)="([^"]*)"', params))
+        servers.append(
+            RTCIceServer(
+                urls=url, username=fields.get("username"), credential=fields.get("credential")
+            )
+        )
+    return servers
+
+
+async def ice_servers(endpoint: str) -> list[RTCIceServer]:
+    """The STUN/TURN servers the WHIP server names; none (never aiortc's public default) if it
+    names none."""
+    try:
+        async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_S) as client:
+            response = await client.options(endpoint)
+    except httpx.HTTPError:
+        return []
+    return parse_ice_links(response.headers.get("link", ""))
+
+
 async def _record(track: MediaStreamTrack, sink: list[npt.NDArray[np.int16]]) -> None:
     while True:
         try:
@@ -155,7 +185,7 @@ async def speak(
     target = whip_target(invite_url)
     if is_loopback(urlparse(target.endpoint).hostname or ""):
         restrict_ice_host_addresses(["127.0.0.1"])
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=await ice_servers(target.endpoint)))
     source = PcmTrack(pcm, then_silence_s=tail_s)
     pc.addTransceiver(source, direction="sendrecv")
     received: list[npt.NDArray[np.int16]] = []

@@ -6,7 +6,9 @@ Web plane.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,6 +17,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from rostra.clock import iso_utc
 from rostra.errors import MediaNotFound, SpaceEnded, SpaceNotLive, Unavailable
 from rostra.media.hls.packager import master_text, replay_text
+from rostra.media.pipeline import SpacePipeline
 from rostra.media.record import DOWNLOAD_NAME, INIT_NAME, REPLAY_PLAYLIST_NAME
 from rostra.stage.spaces import SpaceStatus
 from rostra.store.base import SpaceRecord
@@ -32,6 +35,8 @@ STATE_CACHE = "public, max-age=1"
 HLS_TYPE = "application/vnd.apple.mpegurl"
 STREAM_NAME_HEADER = "icy-name"
 DOWNLOAD_RETRY_S = 2.0
+FIRST_SEGMENT_WAIT_S = 3.0
+FIRST_SEGMENT_POLL_S = 0.05
 
 
 def _services(request: Request) -> Services:
@@ -58,12 +63,23 @@ async def live_master(space_id: str, request: Request) -> Response:
     )
 
 
+async def _first_playlist(pipeline: SpacePipeline) -> str | None:
+    """Just after go-live the first segment is still being made: hold the request for it (as an
+    LL-HLS blocking reload would) rather than refuse a player that came early."""
+    deadline = time.monotonic() + FIRST_SEGMENT_WAIT_S
+    text = pipeline.live_playlist()
+    while text is None and pipeline.is_on_air and time.monotonic() < deadline:
+        await asyncio.sleep(FIRST_SEGMENT_POLL_S)
+        text = pipeline.live_playlist()
+    return text
+
+
 @read("/live/{space_id}/audio.m3u8", summary="Live HLS (media playlist)")
 async def live_playlist(space_id: str, request: Request) -> Response:
     services = _services(request)
     space = services.spaces.get(space_id)
     pipeline = services.origin.pipeline(space.id)
-    text = pipeline.live_playlist() if pipeline is not None else None
+    text = await _first_playlist(pipeline) if pipeline is not None else None
     if text is None:
         if space.status == SpaceStatus.ENDED:
             text = replay_text(services.origin.media_dir(space.id))
