@@ -286,3 +286,23 @@ def test_whip_options_names_the_ice_servers(tmp_path: Path) -> None:
         )
     finally:
         stop_server(with_turn)
+
+
+async def test_thirteen_voices_fit_and_the_fourteenth_is_refused(server: Server) -> None:
+    space = server.create_space("Full stage")
+    token = token_of(space["speaker_invite_url"])
+    seats = []
+    try:
+        for number in range(13):
+            pc, response = await publish(space["whip_url"], token, name=f"Voice{number}")
+            seats.append(pc)
+            assert response.status_code == 201, f"voice {number + 1}: {response.text}"
+        pc, refused = await publish(space["whip_url"], token, name="Fourteen")
+        seats.append(pc)
+        assert_problem(refused, 409, "allows 13 voices", "13 are on stage")
+        async with httpx.AsyncClient() as client:
+            state = (await client.get(space["state_url"])).json()
+        assert len(state["stage"]) == 13
+    finally:
+        for seat in seats:
+            await seat.close()
