@@ -177,3 +177,24 @@ class MediaNotFound(NotFound):
     """No media file by this name."""
 
     type_slug = "media-not-found"
+
+
+class TicketInvalid(Unauthorized):
+    """The listener ticket is malformed, forged or tampered."""
+
+    type_slug = "ticket-invalid"
+    title = "Invalid ticket"
+
+
+class TicketExpired(Unauthorized):
+    """The listener ticket was valid but has expired: join again."""
+
+    type_slug = "ticket-expired"
+    title = "Expired ticket"
+
+
+class TicketWrongSpace(Forbidden):
+    """The listener ticket is valid but belongs to another space."""
+
+    type_slug = "ticket-wrong-space"
+    title = "Ticket of another space"

@@ -1,0 +1,14 @@
+"""Audience plane: listener tickets, the honest live count, reactions and hands."""
+
+from rostra.audience.presence import PresenceService, PresenceSnapshot, PresenceStats
+from rostra.audience.tickets import IssuedTicket, Ticket, TicketSigner, new_listener_id
+
+__all__ = [
+    "IssuedTicket",
+    "PresenceService",
+    "PresenceSnapshot",
+    "PresenceStats",
+    "Ticket",
+    "TicketSigner",
+    "new_listener_id",
+]
