@@ -22,7 +22,9 @@ def redis_server_binary() -> str:
         "/usr/bin/redis-server" if Path("/usr/bin/redis-server").is_file() else None
     )
     if found is None:
-        pytest.fail("redis-server is missing: `make test` installs it (Debian package redis-server)")
+        pytest.fail(
+            "redis-server is missing: `make test` installs it (Debian package redis-server)"
+        )
     return found
 
 
@@ -68,7 +70,9 @@ class RedisServer:
             "--dir", str(self.directory),
             "--logfile", str(self.log_path),
         ]  # fmt: skip
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -38,6 +38,14 @@ class Settings:
     max_sdp_bytes: int = 64 * 1024
     live_window_segments: int = 6
     log_level: str = "info"
+    # the audience: tickets, heartbeats and the count's sliding window
+    presence_window: float = 60.0
+    presence_slices: int = 6
+    heartbeat_interval_s: float = 20.0
+    ticket_ttl_s: int = 2 * 3600
+    reactions_per_10s: int = 10
+    redis: str = ""
+    gate_workers: int = 1
     # Testing aid: drop this fraction of speaker RTP packets (seeded), to prove concealment.
     ingest_drop_rate: float = 0.0
     ingest_drop_seed: int = 0

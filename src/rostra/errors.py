@@ -198,3 +198,17 @@ class TicketWrongSpace(Forbidden):
 
     type_slug = "ticket-wrong-space"
     title = "Ticket of another space"
+
+
+class ReactionNotAllowed(InvalidFields):
+    """The emoji is not one of the space's reactions."""
+
+    type_slug = "reaction-not-allowed"
+    title = "Reaction not allowed"
+
+
+class ReactionRateLimited(TooManyRequests):
+    """This ticket sent reactions faster than allowed."""
+
+    type_slug = "reaction-rate-limited"
+    title = "Too many reactions"

@@ -12,10 +12,11 @@ the client reconnects by itself on the next call once Redis is back.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import redis
 from redis.backoff import NoBackoff
+from redis.client import Pipeline
 from redis.retry import Retry
 
 from rostra.store.presence import (
@@ -99,9 +100,10 @@ class RedisPresenceStore:
             url,
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=socket_timeout_s,
-            # One immediate retry replaces a pooled connection that died with a Redis restart;
-            # longer outages are the caller's to ride out with a stale count.
-            retry=Retry(NoBackoff(), 1),
+            # One immediate retry, on connection errors only, replaces a pooled connection that
+            # died with a Redis restart; a hung Redis costs one socket timeout, and longer
+            # outages are the caller's to ride out with a stale count.
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         )
         self._count_script = self._client.register_script(_COUNT_SCRIPT)
 
@@ -122,7 +124,7 @@ class RedisPresenceStore:
         return f"{scheme}://{rest.rpartition('@')[2]}"
 
     def _queue_heartbeats(
-        self, pipe: Any, space_id: str, listener_ids: Collection[str], now_s: float
+        self, pipe: Pipeline, space_id: str, listener_ids: Collection[str], now_s: float
     ) -> None:
         key = slice_key(space_id, self._window.start_ms(self._window.slice_of(now_s)))
         for chunk in _chunks(listener_ids):
@@ -130,7 +132,9 @@ class RedisPresenceStore:
         if listener_ids:
             pipe.pexpire(key, self._slice_ttl_ms)
 
-    def _queue_admissions(self, pipe: Any, space_id: str, listener_ids: Collection[str]) -> None:
+    def _queue_admissions(
+        self, pipe: Pipeline, space_id: str, listener_ids: Collection[str]
+    ) -> None:
         key = admitted_key(space_id)
         for chunk in _chunks(listener_ids):
             pipe.pfadd(key, *chunk)

@@ -6,6 +6,7 @@ Web plane (composition root).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,8 @@ from rostra.stage.spaces import SpaceService, SpaceStatus
 from rostra.stage.tokens import TokenSigner
 from rostra.store.sqlite import SqliteSpaceStore
 from rostra.web import problems
-from rostra.web.routes import media, ops, pages, spaces, whip
+from rostra.web.audience_wiring import build_audience, run_flusher
+from rostra.web.routes import audience, media, ops, pages, spaces, whip
 from rostra.web.routes.ops import OriginCollector
 from rostra.web.services import Services
 
@@ -47,7 +49,9 @@ def build_services(settings: Settings) -> Services:
         drop_rate=settings.ingest_drop_rate,
         drop_seed=settings.ingest_drop_seed,
     )
+    audience = build_audience(settings, clock, store)
     return Services(
+        audience=audience,
         settings=settings,
         clock=clock,
         store=store,
@@ -61,6 +65,8 @@ def build_services(settings: Settings) -> Services:
 async def _resume(services: Services) -> None:
     """Spaces that were live when the server stopped go on air again (the recording continues)."""
     for space in services.spaces.list():
+        if space.status != SpaceStatus.ENDED:
+            services.publish_status(space)
         if space.status == SpaceStatus.LIVE and space.started_at is not None:
             await services.origin.go_live(space.id, space.started_at)
 
@@ -73,10 +79,14 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await _resume(services)
+        flusher = asyncio.create_task(run_flusher(services.audience.gate))
         yield
+        flusher.cancel()
         on_air = await services.origin.shutdown()
         for space_id in on_air:
-            services.spaces.end(space_id)
+            services.publish_status(services.spaces.end(space_id))
+        await asyncio.to_thread(services.audience.gate.flush)
+        services.audience.close()
         log.info("server stopped", extra={"spaces_ended": len(on_air)})
         services.store.close()
 
@@ -89,10 +99,11 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = services
+    app.state.gate = services.audience.gate
     registry = CollectorRegistry()
     registry.register(OriginCollector(services.origin))
     app.state.registry = registry
     problems.install(app)
-    for module in (spaces, whip, media, pages, ops):
+    for module in (spaces, whip, audience, media, pages, ops):
         app.include_router(module.router)
     return app

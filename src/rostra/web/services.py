@@ -15,6 +15,7 @@ from rostra.stage.invites import InviteService
 from rostra.stage.spaces import SpaceService
 from rostra.stage.tokens import TokenSigner
 from rostra.store.base import SpaceRecord, SpaceStore
+from rostra.web.audience_wiring import AudienceParts
 
 
 @dataclass(slots=True)
@@ -26,6 +27,12 @@ class Services:
     invites: InviteService
     signer: TokenSigner
     origin: Origin
+    audience: AudienceParts
+
+    def publish_status(self, space: SpaceRecord) -> None:
+        """Gates on other nodes learn a space's status from the shared store."""
+        if self.audience.status_publisher is not None:
+            self.audience.status_publisher.set_status(space.id, space.status)
 
     def url(self, path: str) -> str:
         return self.settings.base_url + path

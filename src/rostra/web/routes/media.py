@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
+from rostra.audience.gate import Gate
 from rostra.clock import iso_utc
 from rostra.errors import MediaNotFound, SpaceEnded, SpaceNotLive, Unavailable
 from rostra.media.hls.packager import master_text, replay_text
@@ -110,17 +111,36 @@ async def state(space_id: str, request: Request) -> JSONResponse:
         "started_at": iso_utc(space.started_at),
         "ended_at": iso_utc(space.ended_at),
         "stage": stage,
-        "listeners": 0,
-        "error": 0.0,
-        "peak": 0,
-        "admitted": 0,
         "stream_listeners": services.origin.stream_listeners(space.id),
-        "counted_at": iso_utc(services.clock.now()),
-        "stale": False,
-        "reactions": {},
-        "hands": 0,
     }
+    body.update(await _audience(services, space.id))
     return JSONResponse(body, headers={"Cache-Control": STATE_CACHE})
+
+
+async def _audience(services: Services, space_id: str) -> dict[str, Any]:
+    """The honest count (ticketed listeners heartbeating in the window), reactions and hands."""
+    gate = services.audience.gate
+    count = await gate.presence.read(space_id)
+    now_s = services.clock.now().timestamp()
+    try:
+        reactions, hands = await asyncio.to_thread(_signals, gate, space_id, now_s)
+        is_stale = count.is_stale
+    except Unavailable:
+        reactions, hands, is_stale = {}, 0, True
+    return {
+        "listeners": count.listeners,
+        "error": round(count.error, 4),
+        "peak": count.peak,
+        "admitted": count.admitted,
+        "counted_at": iso_utc(count.counted_at or services.clock.now()),
+        "stale": is_stale,
+        "reactions": reactions,
+        "hands": hands,
+    }
+
+
+def _signals(gate: Gate, space_id: str, now_s: float) -> tuple[dict[str, int], int]:
+    return gate.reactions.tally(space_id, now_s), len(gate.reactions.hands(space_id))
 
 
 def _stream(services: Services, space: SpaceRecord, kind: str) -> StreamingResponse:

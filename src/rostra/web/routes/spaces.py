@@ -51,6 +51,7 @@ async def create_space(request: Request) -> JSONResponse:
     body = await read_json(request, SpaceCreate)
     space = services.spaces.create(body.title, scheduled_at=body.scheduled_at, is_live=body.live)
     services.invites.mint(space.id)
+    services.publish_status(space)
     if body.live and space.started_at is not None:
         await services.origin.go_live(space.id, space.started_at)
     return JSONResponse(services.space_json(space, is_private=True), status_code=201)
@@ -77,6 +78,7 @@ async def start_space(space_id: str, request: Request) -> dict[str, Any]:
     services.spaces.get(space_id)
     require_admin_or_host(services, request, space_id)
     space = services.spaces.start(space_id)
+    services.publish_status(space)
     assert space.started_at is not None
     await services.origin.go_live(space.id, space.started_at)
     return services.space_json(space, is_private=True)
@@ -88,6 +90,7 @@ async def end_space(space_id: str, request: Request) -> dict[str, Any]:
     services.spaces.get(space_id)
     require_admin_or_host(services, request, space_id)
     space = services.spaces.end(space_id)
+    services.publish_status(space)
     await services.origin.end(space.id)
     return services.space_json(space, is_private=True)
 

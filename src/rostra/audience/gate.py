@@ -1,0 +1,180 @@
+"""The gate: what a listener may write — join, heartbeat, leave, react, raise a hand — checked
+cheaply (ticket signature first, before any storage is touched) and batched to the stores.
+
+Audience plane. Stateless across workers: any worker takes any request.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+
+from rostra.audience.presence import PresenceService
+from rostra.audience.tickets import IssuedTicket, Ticket, TicketSigner
+from rostra.clock import Clock
+from rostra.errors import (
+    InvalidFields,
+    RostraError,
+    SpaceEnded,
+    SpaceNotFound,
+    TooManyRequests,
+)
+from rostra.ids import is_space_id
+from rostra.store.reactions import ReactionStore
+from rostra.store.status import SpaceStatusStore
+
+REACTIONS = ("👏", "❤️", "😂", "🔥", "👍", "😮", "🙏", "🎉", "💯", "🤔")
+REACTION_PERIOD_S = 10.0
+HEARTBEAT_JITTER = 0.25
+STATUS_CACHE_S = 1.0
+RATE_LIMITED_LISTENERS = 100_000
+# renew a ticket when less than this share of its life is left
+RENEW_BELOW = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    issued: IssuedTicket
+    heartbeat_interval_s: float
+
+
+class ReactionLimiter:
+    """At most N reactions per listener per 10 s, per worker; memory bounded (oldest forgotten)."""
+
+    def __init__(self, per_period: int, period_s: float = REACTION_PERIOD_S) -> None:
+        self._per_period = per_period
+        self._period_s = period_s
+        self._lock = threading.Lock()
+        self._windows: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    @property
+    def per_period(self) -> int:
+        return self._per_period
+
+    def allow(self, listener_id: str, now_s: float) -> float | None:
+        """None if allowed; else seconds until the listener may react again."""
+        with self._lock:
+            start, used = self._windows.pop(listener_id, (now_s, 0))
+            if now_s - start >= self._period_s:
+                start, used = now_s, 0
+            if used >= self._per_period:
+                self._windows[listener_id] = (start, used)
+                return start + self._period_s - now_s
+            self._windows[listener_id] = (start, used + 1)
+            while len(self._windows) > RATE_LIMITED_LISTENERS:
+                self._windows.popitem(last=False)
+            return None
+
+
+class Gate:
+    def __init__(
+        self,
+        *,
+        tickets: TicketSigner,
+        presence: PresenceService,
+        reactions: ReactionStore,
+        statuses: SpaceStatusStore,
+        clock: Clock,
+        ticket_ttl_s: int,
+        heartbeat_interval_s: float,
+        reactions_per_10s: int,
+    ) -> None:
+        self.tickets = tickets
+        self.presence = presence
+        self.reactions = reactions
+        self._statuses = statuses
+        self._clock = clock
+        self._ticket_ttl_s = ticket_ttl_s
+        self._heartbeat_interval_s = heartbeat_interval_s
+        self._limiter = ReactionLimiter(reactions_per_10s)
+        self._status_cache: dict[str, tuple[float, str | None]] = {}
+        self._pending_reactions: dict[str, Counter[str]] = {}
+        self._reactions_lock = threading.Lock()
+        self.counters: Counter[str] = Counter()
+
+    def _now_s(self) -> float:
+        return self._clock.now().timestamp()
+
+    def status(self, space_id: str) -> str | None:
+        """The space's status from the store, cached a second per worker."""
+        if not is_space_id(space_id):
+            return None
+        cached = self._status_cache.get(space_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < STATUS_CACHE_S:
+            return cached[1]
+        status = self._statuses.get_status(space_id)
+        self._status_cache[space_id] = (now, status)
+        return status
+
+    def heartbeat_interval_s(self) -> float:
+        """The interval a listener should wait, jittered so a surge does not beat in step."""
+        spread = self._heartbeat_interval_s * HEARTBEAT_JITTER
+        return round(self._heartbeat_interval_s + random.uniform(-spread, spread), 1)  # noqa: S311
+
+    def join(self, space_id: str) -> Admission:
+        status = self.status(space_id)
+        if status is None:
+            raise SpaceNotFound(f"no space has id '{space_id[:40]}'")
+        if status == "ended":
+            raise SpaceEnded(f"space '{space_id}' has ended; it admits no more listeners")
+        issued = self.tickets.issue(space_id, now_s=self._now_s(), ttl_s=self._ticket_ttl_s)
+        self.presence.record_admission(space_id, issued.ticket.listener_id)
+        self.counters["joins"] += 1
+        return Admission(issued=issued, heartbeat_interval_s=self.heartbeat_interval_s())
+
+    def verify(self, token: str | None, space_id: str) -> Ticket:
+        """The ticket's signature, expiry and space: no storage is touched to say no."""
+        try:
+            return self.tickets.verify(token or "", space_id, now_s=self._now_s())
+        except RostraError as error:
+            self.counters[f"rejected:{error.type_slug}"] += 1
+            raise
+
+    def heartbeat(self, token: str | None, space_id: str) -> IssuedTicket | None:
+        """Count the listener; a renewed ticket when theirs is near its end."""
+        ticket = self.verify(token, space_id)
+        self.presence.record_heartbeat(space_id, ticket.listener_id)
+        self.counters["heartbeats"] += 1
+        now_s = self._now_s()
+        if ticket.remaining_s(now_s) < self._ticket_ttl_s * RENEW_BELOW:
+            self.counters["renewals"] += 1
+            return self.tickets.renew(ticket, now_s=now_s, ttl_s=self._ticket_ttl_s)
+        return None
+
+    def leave(self, token: str | None, space_id: str) -> None:
+        """A listener leaving stops heartbeating: they drop out of the next window."""
+        ticket = self.verify(token, space_id)
+        self.reactions.lower_hand(space_id, ticket.listener_id)
+        self.counters["leaves"] += 1
+
+    def react(self, token: str | None, space_id: str, emoji: str) -> None:
+        ticket = self.verify(token, space_id)
+        if emoji not in REACTIONS:
+            raise InvalidFields(f"emoji '{emoji[:8]}' is not one of {' '.join(REACTIONS)}")
+        wait_s = self._limiter.allow(ticket.listener_id, self._now_s())
+        if wait_s is not None:
+            raise TooManyRequests(
+                f"a listener may react {self._limiter.per_period} times per 10 s",
+                retry_after_s=wait_s,
+            )
+        with self._reactions_lock:
+            self._pending_reactions.setdefault(space_id, Counter())[emoji] += 1
+        self.counters["reactions"] += 1
+
+    def raise_hand(self, token: str | None, space_id: str) -> None:
+        ticket = self.verify(token, space_id)
+        self.reactions.raise_hand(space_id, ticket.listener_id, self._now_s())
+        self.counters["hands"] += 1
+
+    def flush(self) -> None:
+        """Send batched writes to the stores (a timer calls this about every 100 ms)."""
+        self.presence.flush()
+        with self._reactions_lock:
+            pending, self._pending_reactions = self._pending_reactions, {}
+        now_s = self._now_s()
+        for space_id, counts in pending.items():
+            self.reactions.add_reactions(space_id, dict(counts), now_s)
