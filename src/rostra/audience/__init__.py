@@ -1,7 +1,6 @@
 """Audience plane: listener tickets, the honest live count, reactions."""
 
 from rostra.audience.presence import PresenceService, PresenceSnapshot, PresenceStats
-from rostra.audience.reactions import ReactionTally
 from rostra.audience.tickets import IssuedTicket, Ticket, TicketSigner, new_listener_id
 
 __all__ = [
@@ -9,7 +8,6 @@ __all__ = [
     "PresenceService",
     "PresenceSnapshot",
     "PresenceStats",
-    "ReactionTally",
     "Ticket",
     "TicketSigner",
     "new_listener_id",

@@ -16,11 +16,12 @@ from rostra.audience.presence import PresenceService
 from rostra.audience.tickets import IssuedTicket, Ticket, TicketSigner
 from rostra.clock import Clock
 from rostra.errors import (
-    InvalidFields,
+    ReactionNotAllowed,
+    ReactionRateLimited,
     RostraError,
     SpaceEnded,
     SpaceNotFound,
-    TooManyRequests,
+    Unavailable,
 )
 from rostra.ids import is_space_id
 from rostra.store.reactions import ReactionStore
@@ -106,7 +107,12 @@ class Gate:
         now = time.monotonic()
         if cached is not None and now - cached[0] < STATUS_CACHE_S:
             return cached[1]
-        status = self._statuses.get_status(space_id)
+        try:
+            status = self._statuses.get_status(space_id)
+        except Unavailable:
+            if cached is None:
+                raise
+            return cached[1]  # the store is away: keep admitting to what we knew was open
         self._status_cache[space_id] = (now, status)
         return status
 
@@ -154,10 +160,10 @@ class Gate:
     def react(self, token: str | None, space_id: str, emoji: str) -> None:
         ticket = self.verify(token, space_id)
         if emoji not in REACTIONS:
-            raise InvalidFields(f"emoji '{emoji[:8]}' is not one of {' '.join(REACTIONS)}")
+            raise ReactionNotAllowed(f"emoji '{emoji[:8]}' is not one of {' '.join(REACTIONS)}")
         wait_s = self._limiter.allow(ticket.listener_id, self._now_s())
         if wait_s is not None:
-            raise TooManyRequests(
+            raise ReactionRateLimited(
                 f"a listener may react {self._limiter.per_period} times per 10 s",
                 retry_after_s=wait_s,
             )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from rostra.cli import serve, space, speak
+from rostra.cli import gate, serve, space, speak
 
 app = typer.Typer(
     help="Rostra: large live audio conversations, self-hosted.",
@@ -15,6 +15,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("serve", help="Run the server: origin, API and pages on one machine.")(serve.serve)
+app.command("gate", help="Run the listener-write API alone, on Redis (scale-out).")(gate.gate)
 app.add_typer(space.app, name="space", help="Create, start, end, list spaces; mint invites.")
 app.command("speak", help="Publish a file or a tone to a space over WHIP.")(speak.speak)
 

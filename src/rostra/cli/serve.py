@@ -46,6 +46,9 @@ def serve(
     ] = None,
     tls_cert: Annotated[str | None, typer.Option(help="TLS certificate (PEM)")] = None,
     tls_key: Annotated[str | None, typer.Option(help="TLS private key (PEM)")] = None,
+    redis: Annotated[
+        str | None, typer.Option(help="Share the count with gate workers [env ROSTRA_REDIS]")
+    ] = None,
 ) -> None:
     settings = load_settings(
         {
@@ -55,6 +58,7 @@ def serve(
             "public_url": public_url,
             "tls_cert": tls_cert,
             "tls_key": tls_key,
+            "redis": redis,
         }
     )
     settings, created = with_secrets(settings)

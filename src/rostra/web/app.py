@@ -25,6 +25,7 @@ from rostra.stage.tokens import TokenSigner
 from rostra.store.sqlite import SqliteSpaceStore
 from rostra.web import problems
 from rostra.web.audience_wiring import build_audience, run_flusher
+from rostra.web.metrics import GateCollector
 from rostra.web.routes import audience, media, ops, pages, spaces, whip
 from rostra.web.routes.ops import OriginCollector
 from rostra.web.services import Services
@@ -102,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.gate = services.audience.gate
     registry = CollectorRegistry()
     registry.register(OriginCollector(services.origin))
+    registry.register(GateCollector(services.audience.gate))
     app.state.registry = registry
     problems.install(app)
     for module in (spaces, whip, audience, media, pages, ops):
