@@ -156,3 +156,22 @@ def test_only_open_spaces_admit(gate_server: Server) -> None:
     assert httpx.post(f"{gate_server.url}/api/v1/spaces/{space['id']}/join").status_code == 409
     assert httpx.post(f"{gate_server.url}/api/v1/spaces/nosuchspace1/join").status_code == 404
     assert httpx.post(f"{gate_server.url}/api/v1/spaces/..%2f/join").status_code == 404
+
+
+def test_host_sees_the_hand_queue_in_order(gate_server: Server) -> None:
+    space = gate_server.create_space("Hands")
+    base = f"{gate_server.url}/api/v1/spaces/{space['id']}"
+    tickets = [join(gate_server, space["id"]) for _ in range(3)]
+    for ticket in tickets:
+        assert (
+            httpx.post(base + "/hand", headers={"Authorization": f"Bearer {ticket}"}).status_code
+            == 204
+        )
+    host_token = space["host_url"].split("token=")[1]
+    queue = httpx.get(base + "/hands", headers={"Authorization": f"Bearer {host_token}"})
+    assert queue.status_code == 200, queue.text
+    hands = queue.json()["hands"]
+    assert len(hands) == 3
+    assert [h["raised_at"] for h in hands] == sorted(h["raised_at"] for h in hands)
+    listener = httpx.get(base + "/hands", headers={"Authorization": f"Bearer {tickets[0]}"})
+    assert listener.status_code == 401

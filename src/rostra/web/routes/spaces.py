@@ -5,7 +5,8 @@ Web plane.
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -128,6 +129,23 @@ async def revoke_invite(space_id: str, invite_id: str, request: Request) -> dict
     services.invites.revoke(space_id, invite_id)
     removed = await services.origin.disconnect_invite(space_id, invite_id)
     return {"revoked": invite_id, "sessions_ended": removed}
+
+
+@router.get("/{space_id}/hands", summary="The hand queue, first raised first (host)")
+async def hands(space_id: str, request: Request) -> dict[str, Any]:
+    services = _services(request)
+    services.spaces.get(space_id)
+    require_admin_or_host(services, request, space_id)
+    queue = await asyncio.to_thread(services.audience.reactions.hands, space_id)
+    return {
+        "hands": [
+            {
+                "listener": hand.listener_id[:8],
+                "raised_at": iso_utc(datetime.fromtimestamp(hand.raised_at_s, UTC)),
+            }
+            for hand in queue
+        ]
+    }
 
 
 @router.delete("/{space_id}/stage/{session_id}", summary="Remove a speaker from the stage")
