@@ -175,3 +175,17 @@ def test_host_sees_the_hand_queue_in_order(gate_server: Server) -> None:
     assert [h["raised_at"] for h in hands] == sorted(h["raised_at"] for h in hands)
     listener = httpx.get(base + "/hands", headers={"Authorization": f"Bearer {tickets[0]}"})
     assert listener.status_code == 401
+
+
+def test_metrics_report_gate_traffic_and_the_count(gate_server: Server) -> None:
+    space = gate_server.create_space("Metrics")
+    ticket = join(gate_server, space["id"])
+    assert beat(gate_server, space["id"], ticket).status_code in (200, 204)
+    assert beat(gate_server, space["id"], "junk").status_code == 401
+    state(gate_server, space["id"])
+    metrics = httpx.get(gate_server.url + "/metrics").text
+    assert 'rostra_gate_requests_total{kind="joins"} 1.0' in metrics
+    assert 'rostra_gate_requests_total{kind="heartbeats"} 1.0' in metrics
+    assert 'rostra_gate_rejections_total{reason="ticket-invalid"} 1.0' in metrics
+    assert f'rostra_listeners{{space="{space["id"]}"}} 1.0' in metrics
+    assert "rostra_presence_store_latency_seconds" in metrics

@@ -217,6 +217,10 @@ class PresenceService:
             self._cache[space_id] = _Cached(snapshot, self._clock.monotonic_s())
             return snapshot
 
+    def last_counts(self) -> dict[str, PresenceSnapshot]:
+        """The last count read for each space (for /metrics: never touches the store)."""
+        return {space_id: cached.snapshot for space_id, cached in list(self._cache.items())}
+
     async def read(self, space_id: str) -> PresenceSnapshot:
         """`snapshot` for the event loop: cached counts at once, store reads in a thread."""
         fresh = self._fresh(space_id)

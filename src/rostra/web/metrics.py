@@ -46,3 +46,17 @@ class GateCollector(Collector):
         )
         latency.add_metric([], stats.store_latency_s)
         yield from (flushed, failed, latency)
+        listeners = GaugeMetricFamily(
+            "rostra_listeners", "Ticketed listeners heartbeating in the window", labels=["space"]
+        )
+        error = GaugeMetricFamily(
+            "rostra_listeners_error_ratio", "Relative 1σ of the listener count", labels=["space"]
+        )
+        stale = GaugeMetricFamily(
+            "rostra_listeners_stale", "1 when the count could not be refreshed", labels=["space"]
+        )
+        for space_id, snapshot in self._gate.presence.last_counts().items():
+            listeners.add_metric([space_id], snapshot.listeners)
+            error.add_metric([space_id], snapshot.error)
+            stale.add_metric([space_id], float(snapshot.is_stale))
+        yield from (listeners, error, stale)
