@@ -79,6 +79,24 @@ def peak_correlation(haystack: Audio, needle: Audio) -> float:
     return float(np.max(products / denominator))
 
 
+def speech_correlation(haystack: Audio, needle: Audio, *, chunk_s: float = 2.0) -> float:
+    """The peak correlation of `needle` as a whole, or the median over its voiced 2 s pieces of
+    each piece's peak correlation when that is higher.
+
+    A live path may slip its timeline by a frame or two (a jitter buffer catching up under load);
+    each piece finds its own alignment, so a slip between pieces does not hide a voice that is
+    there, and a voice that is not there still scores low on every piece.
+    """
+    size = int(chunk_s * SAMPLE_RATE_HZ)
+    pieces = [needle[start : start + size] for start in range(0, needle.size - size + 1, size)]
+    loudest = max((float(np.sqrt(np.mean(p * p))) for p in pieces), default=0.0)
+    voiced = [p for p in pieces if float(np.sqrt(np.mean(p * p))) > 0.25 * loudest]
+    whole = peak_correlation(haystack, needle)
+    if not voiced:
+        return whole
+    return max(whole, float(np.median([peak_correlation(haystack, piece) for piece in voiced])))
+
+
 def lag_of(haystack: Audio, needle: Audio) -> int:
     """Sample offset of `needle` in `haystack` at peak correlation."""
     products = signal.fftconvolve(_band(haystack), _band(needle)[::-1], mode="valid")

@@ -141,6 +141,8 @@ def test_reactions_and_hands_reach_state_json(gate_server: Server) -> None:
     assert httpx.post(base + "/reactions", json={"emoji": "👏"}).status_code == 401
     assert httpx.post(base + "/hand", headers=auth).status_code == 204
     assert httpx.post(base + "/hand", headers=auth).status_code == 204
+    assert httpx.delete(base + "/hand", headers=auth).status_code == 204
+    assert httpx.post(base + "/hand", headers=auth).status_code == 204
     limited = [
         httpx.post(base + "/reactions", json={"emoji": "🔥"}, headers=auth).status_code
         for _ in range(10)

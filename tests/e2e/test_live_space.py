@@ -14,7 +14,14 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.audio_check import SAMPLE_RATE_HZ, capture, decode, peak_correlation, rms_db
+from tests.audio_check import (
+    SAMPLE_RATE_HZ,
+    capture,
+    decode,
+    peak_correlation,
+    rms_db,
+    speech_correlation,
+)
 from tests.conftest import Server, make_speech, padded, start_server, stop_server
 
 VOICE_A = "The quick brown fox jumps over the lazy dog while the radio plays softly."
@@ -85,8 +92,8 @@ def wait_for_segments(server: Server, space_id: str, count: int = 3) -> None:
 
 def assert_hears(heard: object, source: Path, control: Path, what: str) -> float:
     assert not isinstance(heard, str)
-    wanted = peak_correlation(heard, decode(source))  # type: ignore[arg-type]
-    unsent = peak_correlation(heard, decode(control))  # type: ignore[arg-type]
+    wanted = speech_correlation(heard, decode(source))  # type: ignore[arg-type]
+    unsent = speech_correlation(heard, decode(control))  # type: ignore[arg-type]
     assert wanted >= MIN_CORRELATION, f"{what}: correlation {wanted:.2f} < {MIN_CORRELATION}"
     assert wanted >= CONTROL_RATIO * unsent, (
         f"{what}: correlation {wanted:.2f} is not {CONTROL_RATIO}x the control's {unsent:.2f}"
@@ -176,7 +183,7 @@ def test_killed_speaker_leaves_program_continuous(
     # Bob is killed about 3 s into Alice's speech: her words before, across and after it
     for start_s, end_s in ((0.5, 2.5), (2.0, 5.0), (5.0, 8.0)):
         part = spoken[int(start_s * SAMPLE_RATE_HZ) : int(end_s * SAMPLE_RATE_HZ)]
-        found = peak_correlation(program, part)
+        found = speech_correlation(program, part)
         assert found >= MIN_CORRELATION, (
             f"Alice's words {start_s}-{end_s} s: correlation {found:.2f} < {MIN_CORRELATION}"
         )

@@ -11,7 +11,7 @@ import av
 import httpx
 import numpy as np
 
-from tests.audio_check import SAMPLE_RATE_HZ, decode, peak_correlation
+from tests.audio_check import SAMPLE_RATE_HZ, decode, speech_correlation
 from tests.conftest import Server, make_speech, padded
 
 SEGMENT_S = 1.024
@@ -76,7 +76,7 @@ def test_replay_after_end_matches_the_broadcast_decodes_and_seeks(
 
     whole = decode(space["replay_url"])
     assert abs(whole.size / SAMPLE_RATE_HZ - duration_s) <= SEGMENT_S
-    assert peak_correlation(whole, decode(speech)) >= 0.5
+    assert speech_correlation(whole, decode(speech)) >= 0.5
 
     seek_s = 2.5
     landed_s, part = seek_and_decode(space["replay_url"], seek_s, seconds=0.5)
@@ -148,8 +148,8 @@ def test_green_room_speakers_hear_each_other_before_the_program_starts(
     for bot in bots:
         _, err = bot.communicate(timeout=60)
         assert bot.returncode == 0, err.decode()[-1000:]
-    assert peak_correlation(decode(tmp_path / "ret-0.wav"), decode(second)) >= 0.5
-    assert peak_correlation(decode(tmp_path / "ret-1.wav"), decode(first)) >= 0.5
+    assert speech_correlation(decode(tmp_path / "ret-0.wav"), decode(second)) >= 0.5
+    assert speech_correlation(decode(tmp_path / "ret-1.wav"), decode(first)) >= 0.5
     assert not list((server.data / "spaces" / space["id"]).glob("seg_*.m4s")), "recorded early"
 
     started = server.api("POST", f"/api/v1/spaces/{space['id']}/start")

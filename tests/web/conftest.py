@@ -23,6 +23,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshot
 # Chromium's fake microphone loops its file in 10 ms buffers, padding the last one with silence;
 # a file that is a whole number of buffers loops with an exactly known period.
 LOOP_BLOCK_SAMPLES = 4_800
+# the heartbeat interval of `audience_server` (the default is 20 s)
+HEARTBEAT_INTERVAL_S = 2.0
 
 
 def chromium_args(fake_microphone: Path) -> list[str]:
@@ -74,6 +76,17 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Speech:
 @pytest.fixture(scope="module")
 def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("web-server") / "data")
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def audience_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server whose listeners heartbeat every ~2 s, so a test sees several heartbeats."""
+    running = start_server(
+        tmp_path_factory.mktemp("audience-server") / "data",
+        extra_env={"ROSTRA_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_INTERVAL_S)},
+    )
     yield running
     stop_server(running)
 

@@ -8,14 +8,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from scipy import signal
 
+from rostra.audience.gate import REACTIONS
 from tests.audio_check import SAMPLE_RATE_HZ, Audio, decode, rms_db
 from tests.conftest import Server
-from tests.web.conftest import ConsoleWatch, Speech
+from tests.web.conftest import HEARTBEAT_INTERVAL_S, ConsoleWatch, Speech
 
 pytestmark = pytest.mark.browser
 
@@ -170,7 +172,7 @@ def test_listener_page_plays_live_program(
     assert measured["advanced"] > 2.0, f"media time advanced only {measured['advanced']:.2f} s"
     assert measured["peak"] > 0.005, f"no audio energy while Ada talks: {measured}"
     assert listener.get_attribute("#play", "aria-label") == "Pause"
-    assert listener.inner_text("#listeners") == "0"
+    assert listener.inner_text("#listeners").isdigit()
     assert listener.inner_text("#stream-listeners").isdigit()
     assert listener.get_attribute("#aac-link", "href") == space["stream_url"]
     assert listener.get_attribute("#opus-link", "href") == space["opus_stream_url"]
@@ -308,4 +310,342 @@ def test_pages_fit_the_screen_at_desktop_and_mobile_widths(
             page.close()
     finally:
         context.close()
+    assert console.errors == [], console.failed
+
+
+# ---- the audience: tickets, heartbeats, the count, reactions and hands ----
+
+SEEDED_LISTENERS = 7
+COUNT_VISIBLE_S = 5.0
+PLAYING_TIMEOUT_MS = 20_000
+# enough seeded listeners that the count's error note shows (it is hidden below 100)
+CROWD = 150
+GATE_CALLS = ("join", "heartbeat", "leave", "reactions", "hand")
+# Runs in every listener page: tell the test when the <audio> starts playing ('playing' does not
+# bubble, so it is caught on its way down).
+MARK_PLAYING_JS = """
+document.addEventListener('playing', () => window.rostraMark('playing'), true);
+"""
+
+
+class GateLog:
+    """The gate calls a page makes (from Playwright's request events) and the moments its audio
+    started playing, in the order they happened."""
+
+    def __init__(self, page: Any) -> None:
+        self.entries: list[tuple[str, Any, float]] = []
+        page.expose_function("rostraMark", lambda what: self.add(what, None))
+        page.add_init_script(MARK_PLAYING_JS)
+        page.on("request", self.on_request)
+
+    def add(self, kind: str, request: Any) -> None:
+        self.entries.append((kind, request, time.monotonic()))
+
+    def on_request(self, request: Any) -> None:
+        path = request.url.split("?")[0]
+        if "/api/v1/spaces/" in path and request.method == "POST":
+            kind = path.rsplit("/", 1)[-1]
+            if kind in GATE_CALLS:
+                self.add(kind, request)
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _, _ in self.entries]
+
+    def requests(self, kind: str) -> list[Any]:
+        return [request for entry, request, _ in self.entries if entry == kind]
+
+    def times(self, kind: str) -> list[float]:
+        return [at for entry, _, at in self.entries if entry == kind]
+
+    def wait_for(self, page: Any, kind: str, count: int = 1, timeout_s: float = 10) -> None:
+        """Until the page made `count` calls of `kind` (Playwright delivers events only while
+        the test waits through it, so this waits in the page, not with time.sleep)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.requests(kind)) < count:
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {count} {kind}")
+            page.wait_for_timeout(100)
+
+
+def seed_listeners(server: Server, space_id: str, count: int) -> list[str]:
+    """`count` listeners that joined and heartbeated once through the HTTP API."""
+    tickets = []
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(count):
+            joined = client.post(f"/api/v1/spaces/{space_id}/join")
+            assert joined.status_code == 201, joined.text
+            ticket = joined.json()["ticket"]
+            beat = client.post(
+                f"/api/v1/spaces/{space_id}/heartbeat",
+                headers={"Authorization": f"Bearer {ticket}"},
+            )
+            assert beat.status_code in (200, 204), beat.text
+            tickets.append(ticket)
+    return tickets
+
+
+def react_as(server: Server, space_id: str, tickets: list[str], emoji: str) -> None:
+    for ticket in tickets:
+        response = httpx.post(
+            f"{server.url}/api/v1/spaces/{space_id}/reactions",
+            json={"emoji": emoji},
+            headers={"Authorization": f"Bearer {ticket}"},
+            timeout=10,
+        )
+        assert response.status_code == 204, response.text
+
+
+def fresh_state(server: Server, space_id: str) -> dict[str, Any]:
+    response = httpx.get(
+        f"{server.url}/live/{space_id}/state.json", headers={"Cache-Control": "no-cache"}
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def gate_count(server: Server, kind: str) -> int:
+    """Listener writes of `kind` the gate accepted so far, from /metrics."""
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    line = f'rostra_gate_requests_total{{kind="{kind}"}} '
+    values = [row.removeprefix(line) for row in text.splitlines() if row.startswith(line)]
+    assert values, f"no {line!r} in /metrics"
+    return int(float(values[0]))
+
+
+def play_live(page: Any) -> None:
+    page.locator("#status[data-status='live']").wait_for()
+    page.click("#play")
+    page.wait_for_function(
+        "document.getElementById('player').currentTime > 0.5", timeout=PLAYING_TIMEOUT_MS
+    )
+
+
+def first_index(kinds: list[str], kind: str) -> int:
+    assert kind in kinds, f"no {kind} in {kinds}"
+    return kinds.index(kind)
+
+
+def test_listener_page_joins_on_play_and_heartbeats_only_once_audio_plays(
+    audience_server: Server, context: Any, console: ConsoleWatch
+) -> None:
+    space = audience_server.create_space("Heartbeats follow playback")
+    page = console.watch(context.new_page())
+    log = GateLog(page)
+    page.goto(space["listen_url"])
+    page.locator("#status[data-status='live']").wait_for()
+    page.wait_for_timeout(500)
+    assert log.kinds() == [], "the page called the gate before play was pressed"
+
+    play_live(page)
+    page.wait_for_timeout(HEARTBEAT_INTERVAL_S * 1000 * 1.6)  # room for a second heartbeat
+    kinds = log.kinds()
+
+    join, playing = first_index(kinds, "join"), first_index(kinds, "playing")
+    heartbeat = first_index(kinds, "heartbeat")
+    assert join < playing < heartbeat, kinds
+    assert kinds.count("join") == 1, kinds
+    ticket = log.requests("join")[0].response().json()["ticket"]
+    beats = log.requests("heartbeat")
+    assert len(beats) >= 2, f"one heartbeat in {HEARTBEAT_INTERVAL_S * 1.6:.1f} s: {kinds}"
+    assert {beat.headers.get("authorization") for beat in beats} == {f"Bearer {ticket}"}
+    gaps = np.diff(log.times("heartbeat"))
+    assert gaps.min() > 0.5 * HEARTBEAT_INTERVAL_S, f"heartbeats too close: {gaps}"
+
+    page.click("#play")  # pause: the heartbeats stop (one already on its way may still land)
+    page.locator("#play[data-state='paused']").wait_for()
+    sent_before_pause = len(log.requests("heartbeat"))
+    page.wait_for_timeout(HEARTBEAT_INTERVAL_S * 1000 * 2)
+    assert len(log.requests("heartbeat")) <= sent_before_pause + 1, log.kinds()
+    assert console.errors == [], console.failed
+
+
+def test_listener_page_shows_seeded_listeners_plus_itself(
+    audience_server: Server, context: Any, console: ConsoleWatch
+) -> None:
+    space = audience_server.create_space("Seven and one")
+    seed_listeners(audience_server, space["id"], SEEDED_LISTENERS)
+    page = console.watch(context.new_page())
+    log = GateLog(page)
+    page.goto(space["listen_url"])
+    listeners = page.locator("#listeners")
+    listeners.filter(has_text=str(SEEDED_LISTENERS)).wait_for(timeout=COUNT_VISIBLE_S * 1000)
+    host = console.watch(context.new_page())
+    host.goto(space["host_url"])
+
+    play_live(page)
+    log.wait_for(page, "heartbeat")
+    counted_s = time.monotonic()
+    expected = str(SEEDED_LISTENERS + 1)
+    page.wait_for_function(
+        f"document.getElementById('listeners').textContent === '{expected}'",
+        timeout=COUNT_VISIBLE_S * 1000,
+    )
+    host.wait_for_function(
+        f"document.getElementById('listeners').textContent === '{expected}'",
+        timeout=max(500, (COUNT_VISIBLE_S - (time.monotonic() - counted_s)) * 1000),
+    )
+    assert page.locator("#listeners-error").is_hidden()  # below 100 listeners: no ± note
+    assert page.locator("#count-stale").is_hidden()
+    assert page.inner_text("#stream-listeners") == "0"
+    assert host.inner_text("#admitted") == expected
+    assert int(host.inner_text("#peak")) >= SEEDED_LISTENERS + 1
+    assert console.errors == [], console.failed
+
+
+def test_listener_page_reload_keeps_its_ticket(
+    audience_server: Server, context: Any, console: ConsoleWatch
+) -> None:
+    space = audience_server.create_space("Reloaded")
+    page = console.watch(context.new_page())
+    log = GateLog(page)
+    page.goto(space["listen_url"])
+    play_live(page)
+    log.wait_for(page, "heartbeat")
+    ticket = log.requests("join")[0].response().json()["ticket"]
+    stored = page.evaluate(f"localStorage.getItem('rostra.ticket.{space['id']}')")
+    assert ticket in stored
+
+    leaves = gate_count(audience_server, "leaves")
+
+    page.reload()
+    play_live(page)
+    log.wait_for(page, "heartbeat", count=2)
+
+    assert log.kinds().count("join") == 1, log.kinds()
+    last = log.requests("heartbeat")[-1]
+    assert last.headers.get("authorization") == f"Bearer {ticket}"
+    # the page said goodbye as it went away (a beacon: Playwright does not see it, the gate does)
+    assert gate_count(audience_server, "leaves") == leaves + 1
+    assert console.errors == [], console.failed
+
+
+def test_listener_page_replaces_a_ticket_the_gate_refuses(
+    audience_server: Server, context: Any, console: ConsoleWatch
+) -> None:
+    space = audience_server.create_space("Refused ticket")
+    elsewhere = audience_server.create_space("Another space")
+    [foreign] = seed_listeners(audience_server, elsewhere["id"], 1)
+    page = console.watch(context.new_page())
+    log = GateLog(page)
+    page.goto(space["listen_url"])
+    page.evaluate(  # a ticket kept from another space: the gate answers 403
+        """([key, ticket]) => localStorage.setItem(key, JSON.stringify(
+             { ticket, expiresAt: '2099-01-01T00:00:00Z', intervalS: 2 }))""",
+        [f"rostra.ticket.{space['id']}", foreign],
+    )
+
+    play_live(page)
+    log.wait_for(page, "heartbeat", count=2)
+
+    refused, accepted = log.requests("heartbeat")[:2]
+    assert refused.headers.get("authorization") == f"Bearer {foreign}"
+    assert refused.response().status == 403
+    assert log.kinds().count("join") == 1, log.kinds()
+    ticket = log.requests("join")[0].response().json()["ticket"]
+    assert accepted.headers.get("authorization") == f"Bearer {ticket}"
+    assert accepted.response().status in (200, 204)
+    stored = page.evaluate(f"localStorage.getItem('rostra.ticket.{space['id']}')")
+    assert ticket in stored
+    assert [error for error in console.errors if "403" not in error] == [], console.failed
+
+
+def test_listener_page_shows_error_players_and_paused_count_apart(
+    audience_server: Server, context: Any, console: ConsoleWatch
+) -> None:
+    space = audience_server.create_space("A big audience")
+    page = console.watch(context.new_page())
+    figures = {
+        "listeners": 1_300_000,
+        "error": 0.0081,
+        "stream_listeners": 42,
+        "stale": True,
+        "reactions": {"🔥": 12, "👏": 30, "not-an-emoji": 5},
+    }
+
+    def big_audience(route: Any) -> None:
+        state = route.fetch().json()
+        state.update(figures)
+        route.fulfill(json=state)
+
+    page.route(f"**/live/{space['id']}/state.json", big_audience)
+    page.goto(space["listen_url"])
+    page.locator("#listeners", has_text="1,300,000").wait_for()
+
+    assert page.inner_text("#listeners-error") == "±0.8 %"
+    assert page.inner_text("#stream-listeners") == "42"  # apart, never added in
+    assert page.locator("#count-stale").is_visible()
+    tally = page.locator("#tally .tally-item")
+    assert [tally.nth(i).get_attribute("data-emoji") for i in range(tally.count())] == ["👏", "🔥"]
+    assert console.errors == [], console.failed
+
+
+def test_reaction_and_raised_hand_reach_state_json_and_the_host(
+    audience_server: Server, context: Any, console: ConsoleWatch
+) -> None:
+    space = audience_server.create_space("Applause")
+    page = console.watch(context.new_page())
+    page.goto(space["listen_url"])
+    page.locator("#react").wait_for()
+    buttons = page.locator("#reaction-buttons .reaction")
+    assert [buttons.nth(i).inner_text() for i in range(buttons.count())] == list(REACTIONS)
+
+    page.get_by_role("button", name="React with applause").click()
+    page.get_by_role("button", name="Raise hand").click()
+    page.locator("#hand[aria-pressed='true']", has_text="Hand raised").wait_for()
+
+    def counted() -> dict[str, Any] | None:
+        state = fresh_state(audience_server, space["id"])
+        has_both = state["reactions"].get("👏") == 1 and state["hands"] == 1
+        return state if has_both and state["admitted"] == 1 else None
+
+    state = wait_until(counted, 5, "the reaction, the hand and the join in state.json")
+    assert state["listeners"] == 0  # reacting joined, but nothing played: admitted, not counted
+    page.locator("#tally .tally-item[data-emoji='👏']", has_text="1").wait_for(timeout=5_000)
+    host = console.watch(context.new_page())
+    host.goto(space["host_url"])
+    host.locator("#hands", has_text="1").wait_for(timeout=5_000)
+    assert console.errors == [], console.failed
+
+
+def test_audience_screenshots_show_count_reactions_and_hands(
+    audience_server: Server, browser: Any, console: ConsoleWatch, screenshots: Path
+) -> None:
+    space = audience_server.create_space("Town hall: the future of the river bank")
+    tickets = seed_listeners(audience_server, space["id"], CROWD)
+    for emoji, crowd in (("👏", 9), ("❤️", 5), ("🔥", 3), ("😂", 1)):
+        react_as(audience_server, space["id"], tickets[:crowd], emoji)
+    for ticket in tickets[:3]:
+        response = httpx.post(
+            f"{audience_server.url}/api/v1/spaces/{space['id']}/hand",
+            headers={"Authorization": f"Bearer {ticket}"},
+        )
+        assert response.status_code == 204, response.text
+    for size, viewport in (("desktop", DESKTOP), ("mobile", MOBILE)):
+        is_phone = size == "mobile"
+        context = browser.new_context(viewport=viewport, is_mobile=is_phone, has_touch=is_phone)
+        context.set_default_timeout(15_000)
+        try:
+            page = console.watch(context.new_page())
+            page.goto(space["listen_url"])
+            play_live(page)
+            page.get_by_role("button", name="React with applause").click()
+            page.wait_for_function(  # the crowd, and this page once its heartbeat is counted
+                f"Number(document.getElementById('listeners').textContent) > {CROWD}",
+                timeout=COUNT_VISIBLE_S * 1000 * 2,
+            )
+            assert page.inner_text("#listeners-error").startswith("±")
+            page.locator("#tally .tally-item[data-emoji='❤️']").wait_for()
+            page.click("details.count-info summary")
+            if is_phone:  # the phone shows the raised hand, the desktop the button to raise it
+                page.get_by_role("button", name="Raise hand").click()
+                page.locator("#hand[aria-pressed='true']").wait_for()
+            page.screenshot(path=screenshots / f"listen-audience-{size}.png", full_page=True)
+            host = console.watch(context.new_page())
+            host.goto(space["host_url"])
+            host.locator("#hands", has_text="4" if is_phone else "3").wait_for()
+            host.locator("#listeners-error", has_text="±").wait_for()
+            host.screenshot(path=screenshots / f"host-audience-{size}.png", full_page=True)
+        finally:
+            context.close()
     assert console.errors == [], console.failed

@@ -176,6 +176,11 @@ class Gate:
         self.reactions.raise_hand(space_id, ticket.listener_id, self._now_s())
         self.counters["hands"] += 1
 
+    def lower_hand(self, token: str | None, space_id: str) -> None:
+        ticket = self.verify(token, space_id)
+        self.reactions.lower_hand(space_id, ticket.listener_id)
+        self.counters["hands_lowered"] += 1
+
     def flush(self) -> None:
         """Send batched writes to the stores (a timer calls this about every 100 ms)."""
         self.presence.flush()

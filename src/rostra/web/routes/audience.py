@@ -99,3 +99,9 @@ async def react(space_id: str, request: Request) -> Response:
 async def raise_hand(space_id: str, request: Request) -> Response:
     _gate(request).raise_hand(bearer(request), space_id)
     return Response(status_code=204)
+
+
+@router.delete("/{space_id}/hand", status_code=204, summary="Lower a hand (Bearer ticket)")
+async def lower_hand(space_id: str, request: Request) -> Response:
+    _gate(request).lower_hand(bearer(request), space_id)
+    return Response(status_code=204)

@@ -134,6 +134,7 @@ async def _audience(services: Services, space_id: str) -> dict[str, Any]:
         "admitted": count.admitted,
         "counted_at": iso_utc(count.counted_at or services.clock.now()),
         "stale": is_stale,
+        "window_s": services.settings.presence_window,
         "reactions": reactions,
         "hands": hands,
     }

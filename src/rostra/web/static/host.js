@@ -1,7 +1,9 @@
 // The host page: start and end the space, join the stage, mint speaker invites, remove speakers,
-// and share the listener links. Every API call carries the host token from this page's URL.
+// see the audience (count, peak, admitted, players, raised hands), and share the listener links.
+// Every API call carries the host token from this page's URL.
 import { api, describeError } from './api.js';
 import { linkRow, wireCopyButton } from './clipboard.js';
+import { renderCounts } from './count-view.js';
 import { queryParam, spaceIdFromPath, spaceUrls } from './space-url.js';
 import { StagePanel } from './stage-panel.js';
 import { formatCount, formatWhen, renderStage, renderStatus } from './stage-view.js';
@@ -11,6 +13,18 @@ const $ = (id) => document.getElementById(id);
 const spaceId = spaceIdFromPath();
 const token = queryParam('token');
 const urls = spaceUrls(spaceId);
+// a new count reaches state.json within ~2 s (flush, count cache, 1 s HTTP cache): polling this
+// often keeps what the host sees under 5 s old
+const STATE_POLL_MS = 2500;
+const countElements = {
+  listeners: $('listeners'),
+  error: $('listeners-error'),
+  stale: $('count-stale'),
+  peak: $('peak'),
+  admitted: $('admitted'),
+  streamListeners: $('stream-listeners'),
+  hands: $('hands'),
+};
 
 let space = null;
 let stageKey = '';
@@ -155,8 +169,7 @@ function onState(state) {
     const order = ['scheduled', 'live', 'ended'];
     if (!space || order.indexOf(state.status) > order.indexOf(space.status)) renderSpace(state);
   }
-  $('listeners').textContent = formatCount(state.listeners);
-  $('stream-listeners').textContent = formatCount(state.stream_listeners);
+  renderCounts(countElements, state);
   showStage(lastStage);
   panel.observe(state);
 }
@@ -194,5 +207,5 @@ $('end-dialog').addEventListener('close', () => {
 $('invite-form').addEventListener('submit', createInvite);
 wireCopyButton($('copy-speaker-link'), $('speaker-link'));
 
-const watcher = watchState(spaceId, { onState, onError: () => {} });
+const watcher = watchState(spaceId, { onState, onError: () => {}, intervalMs: STATE_POLL_MS });
 loadSpace();

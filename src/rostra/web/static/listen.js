@@ -1,9 +1,14 @@
 // The listener page: status, the play button (live HLS, or the replay once the space ended), who is
-// on stage, the counts, and plain stream links for other players.
+// on stage, the counts, reactions and the raised hand, and plain stream links for other players.
+// Playing live keeps the listener counted: a ticket on play, heartbeats while the audio plays.
+import { renderCounts } from './count-view.js';
+import { Heartbeat } from './heartbeat.js';
 import { ProgramPlayer } from './player.js';
+import { ReactionPanel } from './reactions.js';
 import { spaceIdFromPath, spaceUrls } from './space-url.js';
-import { formatClock, formatCount, formatWhen, renderStage, renderStatus } from './stage-view.js';
+import { formatClock, formatWhen, renderStage, renderStatus } from './stage-view.js';
 import { watchState } from './state.js';
+import { TicketKeeper } from './ticket.js';
 
 const $ = (id) => document.getElementById(id);
 const spaceId = spaceIdFromPath();
@@ -15,6 +20,9 @@ const seekBar = $('seek-bar');
 // asking earlier only earns a 409 "no segment yet", so a listener waiting for the start waits
 // this long after it, measured on the server's clock (state.json's counted_at)
 const FIRST_SEGMENTS_S = 2.5;
+// after this page's first heartbeat or a reaction, read the state again once the gate has counted
+// it (writes are batched for ~0.1 s, the count cached for ~1 s)
+const COUNTED_AFTER_MS = 1300;
 
 let state = null;
 let stageKey = '';
@@ -22,6 +30,27 @@ let isWaitingToStart = false; // play was pressed before the space went live
 let isSeeking = false;
 let startTimer = 0;
 let isStateMessage = false; // the message shown is about loading the state: clear it on success
+let playingFromS = null; // media time at the last 'playing' event, until it is seen advancing
+let countedTimer = 0;
+
+const keeper = new TicketKeeper(spaceId);
+const heartbeat = new Heartbeat(keeper, {
+  onBeat: ({ isFirst }) => {
+    if (isFirst) refreshSoon();
+  },
+  onStop: () => refreshSoon(),
+});
+const reactions = new ReactionPanel(
+  keeper,
+  { buttons: $('reaction-buttons'), tally: $('tally'), hand: $('hand'), note: $('react-note') },
+  { onSent: () => refreshSoon() },
+);
+const countElements = {
+  listeners: $('listeners'),
+  error: $('listeners-error'),
+  stale: $('count-stale'),
+  streamListeners: $('stream-listeners'),
+};
 
 const player = new ProgramPlayer(audio, {
   onEvent(kind, detail) {
@@ -119,8 +148,10 @@ function onState(next) {
   document.title = `${next.title} · Rostra`;
   $('title').textContent = next.title;
   renderStatus($('status'), next.status);
-  $('listeners').textContent = formatCount(next.listeners);
-  $('stream-listeners').textContent = formatCount(next.stream_listeners);
+  renderCounts(countElements, next);
+  $('react').hidden = next.status !== 'live';
+  reactions.setOpen(next.status === 'live');
+  reactions.renderTally(next.reactions);
   const key = JSON.stringify([next.status, next.stage]);
   if (key !== stageKey) {
     stageKey = key;
@@ -161,6 +192,7 @@ function secondsUntilFirstSegments() {
 
 function startLive() {
   setButton('loading');
+  keeper.obtain().catch(() => {}); // join now; the heartbeats retry with backoff if this failed
   clearTimeout(startTimer);
   const waitS = secondsUntilFirstSegments();
   if (waitS > 0) startTimer = setTimeout(() => player.load(urls.hls, 'live'), waitS * 1000);
@@ -206,21 +238,60 @@ function updateMediaSession() {
   });
 }
 
+function refreshSoon() {
+  clearTimeout(countedTimer);
+  countedTimer = setTimeout(() => watcher.refresh({ fresh: true }), COUNTED_AFTER_MS);
+}
+
+// The first heartbeat goes out once the live audio is really playing: after 'playing', when the
+// media time has moved on.
+function onPlaying() {
+  setButton('playing');
+  playingFromS = audio.currentTime;
+}
+
+function onTimeUpdate() {
+  if (playingFromS !== null && !audio.paused && audio.currentTime > playingFromS) {
+    playingFromS = null;
+    if (player.mode === 'live') heartbeat.start();
+  }
+  render();
+}
+
+function onStopped() {
+  playingFromS = null;
+  heartbeat.stop();
+}
+
+// Leaving: always when the page goes away; when it is hidden only if nothing is playing (a phone
+// may never send pagehide). Leaving lowers the hand at the gate.
+function leave() {
+  onStopped();
+  if (keeper.leave()) reactions.lowerHand();
+}
+
+function onVisibilityChange() {
+  if (document.visibilityState === 'hidden' && audio.paused && !reactions.isHandRaised) leave();
+}
+
 playButton.addEventListener('click', togglePlay);
-audio.addEventListener('playing', () => setButton('playing'));
+audio.addEventListener('playing', onPlaying);
+audio.addEventListener('emptied', onStopped);
 audio.addEventListener('waiting', () => {
   if (!audio.paused) setButton('loading');
 });
 audio.addEventListener('pause', () => {
+  onStopped();
   if (playButton.dataset.state !== 'loading' || !player.mode) setButton('paused');
   render();
 });
 audio.addEventListener('ended', () => {
+  onStopped();
   setButton('paused');
   if (player.mode === 'live' && state && state.status === 'ended') prepareReplay(false);
   render();
 });
-audio.addEventListener('timeupdate', render);
+audio.addEventListener('timeupdate', onTimeUpdate);
 audio.addEventListener('durationchange', render);
 seekBar.addEventListener('input', () => {
   isSeeking = true;
@@ -237,6 +308,8 @@ $('aac-url').textContent = urls.aac;
 $('opus-link').href = urls.opus;
 $('opus-url').textContent = urls.opus;
 setButton('paused');
+window.addEventListener('pagehide', leave);
+document.addEventListener('visibilitychange', onVisibilityChange);
 
 const watcher = watchState(spaceId, { onState, onError: onStateError });
 // when the live program ends, hls.js sees the end of the playlist: fetch the new status at once
