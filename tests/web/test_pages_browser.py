@@ -605,6 +605,13 @@ def test_reaction_and_raised_hand_reach_state_json_and_the_host(
     host = console.watch(context.new_page())
     host.goto(space["host_url"])
     host.locator("#hands", has_text="1").wait_for(timeout=5_000)
+    page.locator("#hand").click()  # the hand button toggles: lower it again
+    page.locator("#hand[aria-pressed='false']", has_text="Raise hand").wait_for()
+    wait_until(
+        lambda: fresh_state(audience_server, space["id"])["hands"] == 0 or None,
+        5,
+        "the lowered hand leaving the queue",
+    )
     assert console.errors == [], console.failed
 
 

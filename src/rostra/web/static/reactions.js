@@ -33,7 +33,7 @@ export class ReactionPanel {
     this.tallyKey = '';
     this.timers = { limit: 0, note: 0 };
     this.buildButtons();
-    elements.hand.addEventListener('click', () => this.raiseHand());
+    elements.hand.addEventListener('click', () => this.toggleHand());
     this.renderHand();
   }
 
@@ -70,7 +70,8 @@ export class ReactionPanel {
     const hand = this.elements.hand;
     hand.setAttribute('aria-pressed', String(this.isHandRaised));
     hand.querySelector('.hand-label').textContent = this.isHandRaised ? 'Hand raised' : 'Raise hand';
-    hand.disabled = !this.isOpen || this.isHandRaised;
+    hand.title = this.isHandRaised ? 'Click to lower your hand' : '';
+    hand.disabled = !this.isOpen;
   }
 
   // The gate lowers the hand when the listener leaves.
@@ -116,11 +117,11 @@ export class ReactionPanel {
   }
 
   // POST with the ticket; a refused ticket is replaced by a new join and tried once more.
-  async send(path, json) {
+  async send(path, json, method = 'POST') {
     for (let attempt = 0; ; attempt += 1) {
       const { ticket } = await this.keeper.obtain();
       try {
-        return await api(`${this.keeper.base}/${path}`, { method: 'POST', token: ticket, json });
+        return await api(`${this.keeper.base}/${path}`, { method, token: ticket, json });
       } catch (error) {
         if ((error.status === 401 || error.status === 403) && attempt === 0) {
           this.keeper.drop(ticket);
@@ -140,6 +141,23 @@ export class ReactionPanel {
     } catch (error) {
       if (error.status === 429) this.limit(error.retryAfterS);
       else this.note(describeError(error));
+    }
+  }
+
+  toggleHand() {
+    return this.isHandRaised ? this.dropHand() : this.raiseHand();
+  }
+
+  async dropHand() {
+    this.elements.hand.disabled = true;
+    try {
+      await this.send('hand', undefined, 'DELETE');
+      this.isHandRaised = false;
+      this.note('Your hand is down.');
+    } catch (error) {
+      this.note(describeError(error));
+    } finally {
+      this.renderHand();
     }
   }
 
