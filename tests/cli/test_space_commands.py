@@ -96,9 +96,34 @@ def test_cli_reports_server_errors_plainly(server: Server) -> None:
         ["space", "list"],
         ["space", "invite"],
         ["speak"],
+        ["gate"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = rostra(*command, "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
+
+
+def test_gate_refuses_to_start_without_redis_or_the_shared_secret() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSTRA_")}
+    no_secret = subprocess.run(
+        [sys.executable, "-m", "rostra", "gate", "--redis", "redis://127.0.0.1:9/0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert no_secret.returncode == 2
+    assert "ROSTRA_SIGNING_SECRET" in no_secret.stderr
+    no_redis = subprocess.run(
+        [sys.executable, "-m", "rostra", "gate"],
+        capture_output=True,
+        text=True,
+        env=dict(env, ROSTRA_SIGNING_SECRET="s" * 40),
+        timeout=60,
+        check=False,
+    )
+    assert no_redis.returncode == 2
+    assert "--redis" in no_redis.stderr
