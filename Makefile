@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 # Debian packages: what the server needs at run time, then what the tests and benchmarks use.
 RUN_DEBS := ffmpeg libopus0
 TEST_DEBS := chromium fonts-noto-color-emoji espeak-ng sox redis-server nginx
+BENCH_DEBS := wrk
 
 .PHONY: install run test lint typecheck pytest bench clean system-deps system-test-deps
 
@@ -43,6 +44,7 @@ pytest: install system-test-deps
 test: install system-test-deps lint typecheck pytest
 
 bench: install system-test-deps
+	@./scripts/apt-install $(BENCH_DEBS)
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/cost.py

@@ -18,8 +18,6 @@ import math
 import os
 import tempfile
 import time
-import timeit
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib import metadata
@@ -33,10 +31,9 @@ import gate_servers
 import profiling
 import wrk_load
 from gate_servers import RunningServer, ServerSpec
+from gate_tickets import SECRET, ticket_check_us, write_tickets
 from harness import ADMIN_TOKEN, prioritize_clients, write_results
-from rostra.audience.tickets import TicketSigner
 from rostra.config import Settings
-from rostra.errors import RostraError
 from rostra.ids import new_space_id
 from rostra.store.presence import SlidingWindow
 from rostra.store.presence_redis import RedisPresenceStore
@@ -50,71 +47,17 @@ SERVER_CORE = 0
 CLIENT_CORE = 1
 TARGET_HEARTBEATS_PER_CORE = 10_000
 LISTENERS = 1_300_000
-SECRET = "bench-gate-signing-secret-0123456789abcdef"  # noqa: S105 - a throwaway deployment
 CONNECTIONS = 64
 PACED_CONNECTIONS = 32
 PACED_SHARE = 0.5  # the paced run offers this share of the measured saturation rate
-WARM_UP_S = 2.0
+WARM_UP_S = 1.0
 SETTLE_S = 1.5  # flush (0.1 s) + the count's 1 s cache
-VERIFY_NUMBER = 100_000
-VERIFY_REPEAT = 5
+JOIN_SURGE_S = 300.0
+REDIS_BUSY_SHARE = 0.5
 SOFTWARE = ("uvicorn", "uvloop", "httptools", "granian", "starlette", "fastapi", "redis")
 DEFAULTS = Settings()
 
 Figures = dict[str, Any]
-
-
-def ticket_check_us() -> Figures:
-    """In-process TicketSigner cost (µs per call, best of VERIFY_REPEAT), pinned to core 1."""
-    signer = TicketSigner(SECRET)
-    now_s = time.time()
-    space_id = new_space_id()
-    token = signer.issue(space_id, now_s=now_s, ttl_s=DEFAULTS.ticket_ttl_s).token
-    forged = _forge(token)
-
-    def reject(bad: str) -> Callable[[], None]:
-        def call() -> None:
-            try:
-                signer.verify(bad, space_id, now_s=now_s)
-            except RostraError:
-                return
-            raise AssertionError("a bad ticket was accepted")
-
-        return call
-
-    other_space = signer.issue(new_space_id(), now_s=now_s, ttl_s=60).token
-
-    calls = {
-        "verify_valid": lambda: signer.verify(token, space_id, now_s=now_s),
-        "verify_forged_tag": reject(forged),
-        "verify_junk": reject("junk"),
-        "verify_other_space": reject(other_space),
-        "issue": lambda: signer.issue(space_id, now_s=now_s, ttl_s=DEFAULTS.ticket_ttl_s),
-    }
-    figures: Figures = {}
-    for name, call in calls.items():
-        best = min(timeit.repeat(call, number=VERIFY_NUMBER, repeat=VERIFY_REPEAT))
-        figures[name] = round(best / VERIFY_NUMBER * 1e6, 2)
-    figures["command"] = "timeit, best of 5 x 100,000 calls of TicketSigner in this process"
-    return figures
-
-
-def _forge(token: str) -> str:
-    """The same ticket with the last character of its tag changed: a full HMAC check, then 401."""
-    return token[:-1] + ("A" if token[-1] != "A" else "B")
-
-
-def write_tickets(folder: Path, space_id: str, count: int) -> tuple[Path, Path]:
-    """`count` valid tickets for the space, and the same tickets forged, one a line."""
-    signer = TicketSigner(SECRET)
-    now_s = time.time()
-    tokens = [
-        signer.issue(space_id, now_s=now_s, ttl_s=DEFAULTS.ticket_ttl_s).token for _ in range(count)
-    ]
-    valid, forged = folder / f"{space_id}.txt", folder / f"{space_id}-forged.txt"
-    valid.write_text("\n".join(tokens) + "\n")
-    forged.write_text("\n".join(_forge(token) for token in tokens) + "\n")
-    return valid, forged
 
 
 class Bench:
@@ -126,6 +69,7 @@ class Bench:
         self.redis_server = redis_server
         self.redis = redis.Redis.from_url(redis_server.url)
         self.script = wrk_load.write_script(folder)
+        self.closing_script = wrk_load.write_script(folder, is_closing=True)
         self.gate_space = new_space_id()
         self.gate_tickets = write_tickets(folder, self.gate_space, args.tickets)
 
@@ -256,6 +200,14 @@ class Bench:
                 _print_window("paced heartbeats", figures["paced_heartbeats"])
                 figures["paced_invalid_tickets"] = self.paced(server, space_id, forged, rate)
                 _print_window("paced invalid tickets", figures["paced_invalid_tickets"])
+                figures["heartbeats_new_connection_each"] = self.window(
+                    server,
+                    f"/api/v1/spaces/{space_id}/heartbeat",
+                    tickets,
+                    script=self.closing_script,
+                    duration_s=self.args.short_s,
+                )
+                _print_window("heartbeats, no reuse", figures["heartbeats_new_connection_each"])
             if is_profiled:
                 figures["profile"] = self.profile(server, space_id, tickets)
         return figures
@@ -292,7 +244,7 @@ def sizing(servers: list[Figures]) -> Figures:
         "heartbeat_interval_s": DEFAULTS.heartbeat_interval_s,
         "heartbeats_per_s": round(rate),
     }
-    for name in ("gate-1w", "gate-2w", "plain-starlette"):
+    for name in ("gate-1w", "gate-2w", "fastapi-plain-routes", "plain-starlette"):
         if name not in by_name:
             continue
         per_core = by_name[name]["heartbeats"]["per_server_core_per_s"]
@@ -307,7 +259,17 @@ def sizing(servers: list[Figures]) -> Figures:
         worst = max(redis_core_s_per_heartbeat)
         figures["redis_cpu_us_per_heartbeat_worst"] = round(worst * 1e6, 3)
         figures["redis_cores_at_rate"] = round(worst * rate, 3)
-        figures["redis_nodes"] = max(1, math.ceil(worst * rate / 0.5))
+        figures["redis_nodes"] = max(1, math.ceil(worst * rate / REDIS_BUSY_SHARE))
+    if "gate-1w" in by_name:
+        join_rate = LISTENERS / JOIN_SURGE_S
+        per_core = by_name["gate-1w"]["joins"]["per_server_core_per_s"]
+        figures[f"joins_per_s_if_all_join_within_{JOIN_SURGE_S:.0f}_s"] = round(join_rate)
+        figures["gate_cores_at_100pct_for_that_join_surge"] = round(join_rate / per_core, 1)
+    figures["rules"] = (
+        "cores = heartbeats/s over heartbeats per server core-second; 70 %: the same with cores "
+        f"kept 70 % busy; Redis nodes: Redis' one core kept at most {REDIS_BUSY_SHARE:.0%} busy "
+        "(capacity only: a replica for availability comes on top)"
+    )
     return figures
 
 
@@ -333,7 +295,10 @@ def variants(redis_url: str) -> list[ServerSpec]:
             gate_servers.granian_gate(redis_url, task_impl="asyncio"),
             gate_servers.granian_gate(redis_url, task_impl="rust"),
         ]
-    specs.append(gate_servers.plain_gate(redis_url))
+    specs += [
+        gate_servers.plain_gate(redis_url, is_mounted=True),
+        gate_servers.plain_gate(redis_url),
+    ]
     return specs
 
 
@@ -383,7 +348,7 @@ def main() -> None:
     parser.add_argument("--paced-s", type=float, default=3.0, help="paced latency windows")
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
     parser.add_argument("--tickets", type=int, default=200_000, help="distinct tickets")
-    parser.add_argument("--profile-s", type=float, default=6.0, help="py-spy sampling window")
+    parser.add_argument("--profile-s", type=float, default=5.0, help="py-spy sampling window")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--no-variants", dest="variants", action="store_false")
     parser.add_argument(

@@ -90,16 +90,22 @@ def granian_gate(redis_url: str, *, task_impl: str) -> ServerSpec:
     )
 
 
-def plain_gate(redis_url: str) -> ServerSpec:
+def plain_gate(redis_url: str, *, is_mounted: bool = False) -> ServerSpec:
+    factory = "plain_gate:create_mounted_app" if is_mounted else "plain_gate:create_app"
     argv = (
-        sys.executable, "-m", "uvicorn", "--factory", "plain_gate:create_app",
+        sys.executable, "-m", "uvicorn", "--factory", factory,
         "--app-dir", str(ROOT / "bench"), "--host", "127.0.0.1", "--loop", "uvloop",
         "--http", "httptools", "--no-access-log", "--log-level", "warning",
     )  # fmt: skip
+    if is_mounted:
+        name = "fastapi-plain-routes"
+        what = "the shipped FastAPI gate app with plain Starlette routes for heartbeat and join"
+    else:
+        name = "plain-starlette"
+        what = "the same Gate behind a bare Starlette app"
     return ServerSpec(
-        "plain-starlette",
-        "experiment, not shipped: the same Gate behind plain Starlette routes "
-        "(bench/plain_gate.py), uvicorn uvloop + httptools, Redis",
+        name,
+        f"experiment, not shipped: {what} (bench/plain_gate.py), uvicorn uvloop + httptools, Redis",
         argv,
         env={"ROSTRA_REDIS": redis_url},
     )

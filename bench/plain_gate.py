@@ -1,8 +1,10 @@
-"""An experiment for the gate benchmark, not the shipped server: the same Gate (same ticket
+"""Experiments for the gate benchmark, not the shipped server: the same Gate (same ticket
 check, same per-worker batcher, same Redis store, built by `build_audience`) behind plain
-Starlette routes instead of FastAPI's, to measure what the framework layer costs per heartbeat.
+Starlette routes instead of FastAPI's, to measure what the framework layer costs per heartbeat:
+a bare Starlette app (`create_app`), and the shipped FastAPI gate app with plain routes for
+heartbeat and join put ahead of its own (`create_mounted_app`: FastAPI's middleware kept).
 
-Run by bench/gate.py as a uvicorn factory (`plain_gate:create_app`); settings from ROSTRA_*.
+Run by bench/gate.py as uvicorn factories (`plain_gate:create_app`); settings from ROSTRA_*.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,7 +25,7 @@ from rostra.clock import SystemClock, iso_utc
 from rostra.config import load_settings
 from rostra.errors import RostraError
 from rostra.web.audience_wiring import build_audience, run_flusher
-from rostra.web.gate_app import check_gate_settings
+from rostra.web.gate_app import check_gate_settings, create_gate_app
 from rostra.web.inputs import bearer
 from rostra.web.problems import from_error
 
@@ -79,3 +82,9 @@ def create_app() -> Starlette:
         parts.close()
 
     return Starlette(routes=_routes(parts.gate), lifespan=lifespan)
+
+
+def create_mounted_app() -> FastAPI:
+    app = create_gate_app()
+    app.router.routes[:0] = _routes(app.state.gate)[:2]
+    return app

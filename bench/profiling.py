@@ -1,8 +1,10 @@
-"""Where a gate worker's time goes: py-spy samples of a running server (pip package `py-spy`),
-summed by layer (the innermost Python frame's package: uvicorn, Starlette, FastAPI, Rostra…) and
-by a few functions that matter, inclusive of what they call.
+"""Where a gate worker's time goes: py-spy samples of its event loop's thread (pip package
+`py-spy`), summed by layer (the innermost Python frame's package: uvicorn, Starlette, FastAPI,
+Rostra…) and by a few functions that matter, inclusive of what they call; and the CPU time of
+that thread and of the others (the flusher's pool), from /proc.
 
-Sampling is non-blocking (the worker is not paused) and py-spy runs pinned to its own core.
+py-spy pauses the worker for each sample (non-blocking sampling reads torn stacks that misplace
+time) and runs pinned to its own core.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 SAMPLE_RATE_HZ = 200
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+MAIN_THREAD = "MainThread"
 EXTRA_WAIT_S = 30
 
 # innermost frame's file → layer; the first match wins
@@ -33,7 +36,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("rostra/audience/tickets.py", "Rostra: ticket check"),
     ("rostra/audience/", "Rostra: gate and presence batcher"),
     ("rostra/", "Rostra: web and stores"),
-    ("redis/", "redis client (flusher thread)"),
+    ("redis/", "redis client"),
     ("asyncio/", "event loop (asyncio, uvloop callbacks)"),
     ("threading.py", "threads"),
     ("concurrent/", "threads"),
@@ -43,8 +46,9 @@ FUNCTIONS: dict[str, str] = {
     "Gate.heartbeat": "the gate's heartbeat (ticket check + batcher)",
     "TicketSigner.verify": "ticket check",
     "PresenceService._record": "batcher",
-    "Gate.flush": "flusher (thread, every 100 ms)",
+    "_IncludedRouter._match": "FastAPI route matching",
     "solve_dependencies": "FastAPI dependency solving",
+    "run_endpoint_function": "the route function",
     "RequestResponseCycle.send": "uvicorn writing the response",
     "HttpToolsProtocol.data_received": "uvicorn parsing the request",
 }
@@ -77,9 +81,12 @@ def _layer(frame: str) -> str:
     return "other (stdlib, C extensions' callers)"
 
 
-def summarize(raw: str) -> dict[str, Any]:
-    """Shares (%) of the samples by thread, by layer (self time) and by function (inclusive)."""
-    threads: Counter[str] = Counter()
+def summarize(raw: str, *, thread: str = MAIN_THREAD) -> dict[str, Any]:
+    """Shares (%) of one thread's samples by layer (self time) and by function (inclusive).
+
+    Only the event loop's thread: py-spy may take a pool thread waiting on its queue for a busy
+    one, so the other threads' cost is read from /proc instead.
+    """
     layers: Counter[str] = Counter()
     functions: Counter[str] = Counter()
     total = 0
@@ -87,12 +94,11 @@ def summarize(raw: str) -> dict[str, Any]:
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
+        root, *frames = stack.split(";")
+        if root.partition(": ")[2] != thread or not frames:
+            continue
         count = int(count_text)
         total += count
-        thread, *frames = stack.split(";")
-        threads[thread.partition(": ")[2] or thread] += count
-        if not frames:
-            continue
         layers[_layer(frames[-1])] += count
         names = {_FRAME.sub(r"\g<function>", frame) for frame in frames}
         for name in FUNCTIONS:
@@ -105,8 +111,8 @@ def summarize(raw: str) -> dict[str, Any]:
         return round(100 * count / total, 1)
 
     return {
+        "thread": thread,
         "samples": total,
-        "pct_by_thread": {thread: share(count) for thread, count in threads.most_common()},
         "self_pct_by_layer": {layer: share(count) for layer, count in layers.most_common()},
         "inclusive_pct_by_function": {
             f"{name} ({what})": share(functions[name]) for name, what in FUNCTIONS.items()
@@ -122,7 +128,7 @@ def record(pid: int, *, duration_s: float, core: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rostra-bench-spy-") as folder:
         out = Path(folder) / "samples.txt"
         command = [
-            "taskset", "-c", str(core), binary, "record", "--nonblocking",
+            "taskset", "-c", str(core), binary, "record",
             "--rate", str(SAMPLE_RATE_HZ), "--duration", str(max(1, round(duration_s))),
             "--threads", "--format", "raw", "--output", str(out), "--pid", str(pid),
         ]  # fmt: skip

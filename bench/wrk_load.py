@@ -36,6 +36,7 @@ end
 
 function request()
   local headers = {}
+@CLOSE@
   if #tickets > 0 then
     next_ticket = next_ticket % #tickets + 1
     headers["Authorization"] = "Bearer " .. tickets[next_ticket]
@@ -94,11 +95,14 @@ def wrk_version() -> str:
     return lines[0] if lines else "unknown"
 
 
-def write_script(folder: Path, *, pause_ms: int = 0) -> Path:
-    """The Lua script; with `pause_ms`, each connection waits that long between requests."""
-    path = folder / f"post-pause{pause_ms}.lua"
+def write_script(folder: Path, *, pause_ms: int = 0, is_closing: bool = False) -> Path:
+    """The Lua script; with `pause_ms`, each connection waits that long between requests; with
+    `is_closing`, every request asks for `Connection: close` (a new TCP connection each)."""
+    path = folder / f"post-pause{pause_ms}{'-close' if is_closing else ''}.lua"
     pause = _PAUSE.replace("@MS@", str(pause_ms)) if pause_ms > 0 else ""
-    path.write_text(_SCRIPT.replace("@PAUSE@", pause).replace("@MARK@", RESULT_MARK))
+    close = '  headers["Connection"] = "close"' if is_closing else ""
+    text = _SCRIPT.replace("@PAUSE@", pause).replace("@CLOSE@", close)
+    path.write_text(text.replace("@MARK@", RESULT_MARK))
     return path
 
 

@@ -46,6 +46,8 @@ class Settings:
     reactions_per_10s: int = 10
     redis: str = ""
     gate_workers: int = 1
+    # longer than the heartbeat interval, so a listener's connection is reused between beats
+    keep_alive_s: float = 30.0
     # Testing aid: drop this fraction of speaker RTP packets (seeded), to prove concealment.
     ingest_drop_rate: float = 0.0
     ingest_drop_seed: int = 0

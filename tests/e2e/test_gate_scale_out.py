@@ -126,7 +126,7 @@ def test_embedded_gate_counts_ten_thousand_listeners(tmp_path: Path) -> None:
         state = wait_for_count(server, space["id"], int(LISTENERS * 0.95))
         assert within_3_sigma(state["listeners"], LISTENERS), state
         assert within_3_sigma(state["admitted"], LISTENERS), state
-        assert state["error"] == pytest.approx(SIGMA, rel=0.05)
+        assert state["error"] == pytest.approx(1.04 / math.sqrt(2**15), rel=0.05)
     finally:
         stop_server(server)
 

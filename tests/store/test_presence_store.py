@@ -22,8 +22,8 @@ from tests.redis_server import RedisServer, running_redis
 WINDOW = SlidingWindow(window_s=30.0, slices=6)
 T0 = 1_800_000_000.0  # a slice start, so heartbeats at T0 are the worst case for dropping out
 SPACE = "abcdefgh1234"
-# A dense slice sketch: DataSketches HLL_4 at precision 14 is ~8.3 KiB, Redis' dense HLL 12 KiB.
-SLICE_BYTES_MAX = 16 * 1024
+# A dense slice sketch: DataSketches HLL_4 at precision 15 is ~16.5 KiB, Redis' dense HLL 12 KiB.
+SLICE_BYTES_MAX = 20 * 1024
 
 
 def listener_ids(count: int, *, seed: int) -> list[str]:
@@ -141,7 +141,7 @@ def test_memory_per_window_is_kilobytes_whatever_the_audience(store: PresenceSto
 def test_memory_sketch_never_exceeds_its_stated_size() -> None:
     store = MemoryPresenceStore(WINDOW)
     store.add_heartbeats(SPACE, listener_ids(50_000, seed=30), T0)
-    assert store.memory_bytes(SPACE, T0) <= sketch_max_bytes() < 9 * 1024
+    assert store.memory_bytes(SPACE, T0) <= sketch_max_bytes() < 17 * 1024
 
 
 def test_two_gate_workers_on_one_redis_share_one_count(redis_server: RedisServer) -> None:

@@ -44,6 +44,7 @@ def gate(
         port=settings.port,
         workers=settings.gate_workers,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_keep_alive=int(settings.keep_alive_s),
         log_level="warning",
         access_log=False,
     )

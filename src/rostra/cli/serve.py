@@ -73,6 +73,7 @@ def serve(
         ssl_certfile=settings.tls_cert or None,
         ssl_keyfile=settings.tls_key or None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_keep_alive=int(settings.keep_alive_s),
         log_level="warning",
         access_log=False,
     )

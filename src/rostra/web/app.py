@@ -106,6 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
     registry.register(GateCollector(services.audience.gate))
     app.state.registry = registry
     problems.install(app)
+    app.router.routes.extend(audience.fast_routes())  # first: the hot paths skip FastAPI
     for module in (spaces, whip, audience, media, pages, ops):
         app.include_router(module.router)
     return app

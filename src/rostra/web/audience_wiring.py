@@ -40,6 +40,8 @@ class AudienceParts:
 
 
 FLUSH_INTERVAL_S = 0.1
+# flush 0.1 s + this cache + state.json's 1 s at an edge + the page's poll stay under 5 s
+COUNT_CACHE_S = 0.5
 
 
 async def run_flusher(gate: Gate, interval_s: float = FLUSH_INTERVAL_S) -> None:
@@ -74,7 +76,7 @@ def build_audience(settings: Settings, clock: Clock, spaces: SpaceStore | None) 
         statuses = SpaceStoreStatus(spaces)
     gate = Gate(
         tickets=TicketSigner(settings.signing_secret),
-        presence=PresenceService(presence_store, clock),
+        presence=PresenceService(presence_store, clock, count_ttl_s=COUNT_CACHE_S),
         reactions=reactions,
         statuses=statuses,
         clock=clock,
