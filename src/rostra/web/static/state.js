@@ -4,7 +4,7 @@
 import { request } from './api.js';
 import { spaceUrls } from './space-url.js';
 
-const POLL_MS = 3000;
+const POLL_MS = 2500;
 const HIDDEN_POLL_MS = 15000;
 const JITTER = 0.15;
 
