@@ -5,7 +5,7 @@ import { api, describeError } from './api.js';
 import { linkRow, wireCopyButton } from './clipboard.js';
 import { renderCounts } from './count-view.js';
 import { queryParam, spaceIdFromPath, spaceUrls } from './space-url.js';
-import { StagePanel } from './stage-panel.js';
+import { StagePanel, panelElements } from './stage-panel.js';
 import { formatCount, formatWhen, renderStage, renderStatus } from './stage-view.js';
 import { watchState } from './state.js';
 
@@ -178,17 +178,7 @@ const panel = new StagePanel({
   spaceId,
   token,
   getName: () => 'Host',
-  elements: {
-    join: $('join'),
-    idle: $('panel-idle'),
-    live: $('panel-live'),
-    meter: $('meter'),
-    mute: $('mute'),
-    leave: $('leave'),
-    message: $('join-message'),
-    remoteAudio: $('remote-audio'),
-    muteNote: $('mute-note'),
-  },
+  elements: panelElements(),
   onChange: () => {
     stageKey = '';
     showStage(lastStage);

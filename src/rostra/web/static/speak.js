@@ -1,7 +1,7 @@
 // The speaker page: an invite link (…/speak/{id}?invite=TOKEN) puts a person on stage with their
 // microphone; they hear the other speakers and can mute or leave.
 import { queryParam, spaceIdFromPath, spaceUrls } from './space-url.js';
-import { StagePanel } from './stage-panel.js';
+import { StagePanel, panelElements } from './stage-panel.js';
 import { formatWhen, renderStage, renderStatus } from './stage-view.js';
 import { watchState } from './state.js';
 
@@ -35,17 +35,7 @@ const panel = new StagePanel({
   token: invite,
   bindJoin: false,
   getName: () => nameField.value,
-  elements: {
-    join: $('join'),
-    idle: $('panel-idle'),
-    live: $('panel-live'),
-    meter: $('meter'),
-    mute: $('mute'),
-    leave: $('leave'),
-    message: $('join-message'),
-    remoteAudio: $('remote-audio'),
-    muteNote: $('mute-note'),
-  },
+  elements: panelElements(),
   onChange: () => {
     stageKey = '';
     watcher.refresh({ fresh: true });

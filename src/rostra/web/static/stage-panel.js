@@ -54,6 +54,22 @@ export function describeJoinError(error) {
   return { message: 'Joining the stage failed.', detail: describeError(error) };
 }
 
+// The panel's elements on the host and speaker pages, which share its markup and ids.
+export function panelElements() {
+  const $ = (id) => document.getElementById(id);
+  return {
+    join: $('join'),
+    idle: $('panel-idle'),
+    live: $('panel-live'),
+    meter: $('meter'),
+    mute: $('mute'),
+    leave: $('leave'),
+    message: $('join-message'),
+    remoteAudio: $('remote-audio'),
+    muteNote: $('mute-note'),
+  };
+}
+
 // elements: { join, idle, live, meter, mute, leave, message, remoteAudio, muteNote? }
 export class StagePanel {
   // bindJoin: false when the page starts join() itself (after checking a form)
