@@ -105,6 +105,15 @@ def server(tmp_path: Path) -> Iterator[Server]:
     stop_server(running)
 
 
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Any]:
+    """A real redis-server on a free loopback port, stopped by PID after the test."""
+    from tests.redis_server import running_redis
+
+    with running_redis(tmp_path / "redis") as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("speech")

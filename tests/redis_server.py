@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
+
 STARTUP_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 10.0
 
@@ -26,12 +28,6 @@ def redis_server_binary() -> str:
             "redis-server is missing: `make test` installs it (Debian package redis-server)"
         )
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers_ping(port: int) -> bool:

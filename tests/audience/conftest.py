@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from rostra.store.presence import PresenceStore, SlidingWindow
 from rostra.store.presence_memory import MemoryPresenceStore
 from rostra.store.presence_redis import RedisPresenceStore
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 
 # The default window; a manual clock walks through it without sleeping.
 WINDOW = SlidingWindow(window_s=30.0, slices=6)
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
 
 
 @pytest.fixture(params=["memory", "redis"])

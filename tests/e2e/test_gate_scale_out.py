@@ -9,24 +9,17 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import ROOT, Server, free_port, start_server, stop_server
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 
 LISTENERS = 10_000
 SIGMA = 0.0081  # HyperLogLog with 2**14 registers
 CONCURRENCY = 64
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
 
 
 def start_gate(

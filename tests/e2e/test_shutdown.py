@@ -3,10 +3,12 @@ segment in flight, and a restart puts the space back on air."""
 
 from __future__ import annotations
 
+import io
 import signal
 import time
 from pathlib import Path
 
+import av
 import httpx
 
 from tests.conftest import start_server, stop_server
@@ -56,6 +58,11 @@ def test_kill_9_keeps_the_recording_and_restart_resumes_the_program(tmp_path: Pa
     server.process.wait()
     after_kill = sorted(media.glob("seg_*.m4s"))
     assert len(after_kill) >= len(before)
+    init = (media / "init.mp4").read_bytes()
+    for segment in after_kill:  # a killed writer leaves whole segments only, never a torn one
+        with av.open(io.BytesIO(init + segment.read_bytes())) as container:
+            samples = sum(frame.samples for frame in container.decode(audio=0))
+        assert samples >= 47 * 1024, f"{segment.name} decodes to {samples} samples"
 
     again = start_server(data)
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -17,7 +16,7 @@ from rostra.store.presence import (
 )
 from rostra.store.presence_memory import MemoryPresenceStore, sketch_max_bytes
 from rostra.store.presence_redis import RedisPresenceStore, slice_key
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 
 WINDOW = SlidingWindow(window_s=30.0, slices=6)
 T0 = 1_800_000_000.0  # a slice start, so heartbeats at T0 are the worst case for dropping out
@@ -29,12 +28,6 @@ SLICE_BYTES_MAX = 20 * 1024
 def listener_ids(count: int, *, seed: int) -> list[str]:
     generator = random.Random(seed)
     return [f"{generator.getrandbits(128):032x}" for _ in range(count)]
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
 
 
 @pytest.fixture(params=["memory", "redis"])

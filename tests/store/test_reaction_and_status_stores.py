@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -12,16 +11,10 @@ from rostra.store import MemorySpaceStore, SpaceRecord
 from rostra.store.reactions import MemoryReactionStore, ReactionStore
 from rostra.store.reactions_redis import RedisReactionStore, RedisSpaceStatus, StoreUnavailable
 from rostra.store.status import SpaceStatusStore, SpaceStoreStatus
-from tests.redis_server import RedisServer, running_redis
+from tests.redis_server import RedisServer
 
 SPACE = "abcdefgh1234"
 T0 = 1_800_000_000.0
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    with running_redis(tmp_path / "redis") as server:
-        yield server
 
 
 @pytest.fixture(params=["memory", "redis"])
