@@ -6,14 +6,15 @@ Stage plane.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from rostra.clock import Clock, iso_utc
+from rostra.clock import Clock
 from rostra.errors import (
     CredentialInvalid,
     InvalidFields,
     InviteRevoked,
     InviteUsedUp,
+    NotFound,
     RoleNotAllowed,
 )
 from rostra.ids import new_invite_id
@@ -97,15 +98,6 @@ class InviteService:
     def revoke(self, space_id: str, invite_id: str) -> InviteRecord:
         record = self._store.get_invite(invite_id)
         if record is None or record.space_id != space_id:
-            from rostra.errors import NotFound
-
             raise NotFound(f"space '{space_id}' has no invite '{invite_id[:40]}'")
         self._store.revoke_invite(invite_id)
         return record
-
-    def expires_at_iso(self, record: InviteRecord) -> str | None:
-        return iso_utc(record.expires_at)
-
-    @staticmethod
-    def is_expired(record: InviteRecord, now: datetime) -> bool:
-        return record.expires_at <= now

@@ -15,9 +15,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import TypeVar
 
 import redis
-from redis.backoff import NoBackoff
 from redis.client import Pipeline
-from redis.retry import Retry
 
 from rostra.store.presence import (
     PresenceBatch,
@@ -26,6 +24,7 @@ from rostra.store.presence import (
     SlidingWindow,
     hll_relative_error,
 )
+from rostra.store.redis_client import connect
 
 PRECISION_BITS = 14  # Redis' HLL_P, fixed at build time
 KEY_PREFIX = "rostra:presence"
@@ -96,15 +95,7 @@ class RedisPresenceStore:
         self._slice_ttl_ms = self._window.slice_ms * (self._window.slices + 2)
         self._error = hll_relative_error(PRECISION_BITS)
         self._url = url
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout_s,
-            socket_connect_timeout=socket_timeout_s,
-            # One immediate retry, on connection errors only, replaces a pooled connection that
-            # died with a Redis restart; a hung Redis costs one socket timeout, and longer
-            # outages are the caller's to ride out with a stale count.
-            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
-        )
+        self._client = connect(url, socket_timeout_s=socket_timeout_s)
         self._count_script = self._client.register_script(_COUNT_SCRIPT)
 
     @property

@@ -12,14 +12,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from rostra.errors import Unavailable
 from rostra.store.reactions import REACTION_WINDOW_S, RaisedHand
+from rostra.store.redis_client import connect
 from rostra.store.status import STATUS_KEY, STATUS_TTL_S
 
-SOCKET_TIMEOUT_S = 0.5
 RETRY_AFTER_S = 1.0
 HAND_TTL_S = 24 * 3600
 _T = TypeVar("_T")
@@ -31,16 +29,6 @@ class StoreUnavailable(Unavailable):
 
     type_slug = "store-unavailable"
     title = "Store unavailable"
-
-
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=SOCKET_TIMEOUT_S,
-        socket_connect_timeout=SOCKET_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=True,
-    )
 
 
 def _call(what: str, operation: Callable[[], _T]) -> _T:
@@ -62,7 +50,7 @@ def _hands_key(space_id: str) -> str:
 
 class RedisReactionStore:
     def __init__(self, url: str, window_s: float = REACTION_WINDOW_S) -> None:
-        self._client = connect(url)
+        self._client = connect(url, decode_responses=True)
         self._window_s = int(window_s)
 
     def add_reactions(self, space_id: str, counts: dict[str, int], now_s: float) -> None:
@@ -122,7 +110,7 @@ class RedisSpaceStatus:
     """Space statuses written by the origin, read by gates on other nodes."""
 
     def __init__(self, url: str) -> None:
-        self._client = connect(url)
+        self._client = connect(url, decode_responses=True)
 
     def get_status(self, space_id: str) -> str | None:
         value = _call("status", lambda: self._client.get(STATUS_KEY.format(space_id=space_id)))

@@ -7,6 +7,7 @@ preflight) and alone by `rostra gate` workers.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -35,8 +36,6 @@ def _gate(request: Request) -> Gate:
 
 
 def _ticket_json(token: str, expires_at_s: int) -> dict[str, Any]:
-    from datetime import UTC, datetime
-
     return {
         "ticket": token,
         "expires_at": iso_utc(datetime.fromtimestamp(expires_at_s, UTC)),

@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from rostra.errors import MethodNotAllowed
+from rostra.errors import InvalidSdp, MethodNotAllowed
 from rostra.stage.invites import clean_name
 from rostra.web.inputs import bearer, read_body
 from rostra.web.services import Services
@@ -44,8 +44,6 @@ async def publish(space_id: str, request: Request) -> Response:
     try:
         offer = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        from rostra.errors import InvalidSdp
-
         raise InvalidSdp("the SDP offer is not UTF-8 text") from exc
     name = clean_name(request.query_params.get("name"))
     credential = services.invites.authorize(token, space_id, consume=True)
