@@ -34,6 +34,7 @@ class Server:
     data: Path
     process: subprocess.Popen[bytes]
     log_path: Path
+    whip_port: int = 0
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = kwargs.pop("headers", {})
@@ -46,18 +47,33 @@ class Server:
         body: dict[str, Any] = response.json()
         return body
 
+    @property
+    def whip_base(self) -> str:
+        """The origin's own WHIP endpoint base (a port apart from the listener workers)."""
+        return f"http://127.0.0.1:{self.whip_port}"
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(data: Path, *, extra_env: dict[str, str] | None = None) -> Server:
-    port = free_port()
+def start_server(
+    data: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
+    whip_port: int | None = None,
+) -> Server:
+    """`rostra serve` on `port` (default: a free one); give the port and data folder of a killed
+    server to start it again as a supervisor would."""
+    port = port or free_port()
+    whip_port = whip_port or free_port()
     env = dict(os.environ)
     env.update(
         {
             "ROSTRA_ADMIN_TOKEN": ADMIN_TOKEN,
             "ROSTRA_HOST": "127.0.0.1",
             "ROSTRA_PORT": str(port),
+            "ROSTRA_WHIP_PORT": str(whip_port),
             "ROSTRA_DATA": str(data),
             "ROSTRA_ICE_HOST_ADDRESSES": "127.0.0.1",
         }
@@ -80,7 +96,9 @@ def start_server(data: Path, *, extra_env: dict[str, str] | None = None) -> Serv
             raise RuntimeError(f"server exited: {log_path.read_text()}")
         try:
             if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return Server(url=url, data=data, process=process, log_path=log_path)
+                return Server(
+                    url=url, data=data, process=process, log_path=log_path, whip_port=whip_port
+                )
         except httpx.HTTPError:
             time.sleep(0.2)
     process.kill()

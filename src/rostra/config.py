@@ -48,6 +48,24 @@ class Settings:
     gate_workers: int = 1
     # longer than the heartbeat interval, so a listener's connection is reused between beats
     keep_alive_s: float = 30.0
+    # processes (`rostra serve`): the origin carries the speakers' path; listener workers the rest
+    workers: int = 2
+    # the origin's WHIP port (0: the listener port + 1) and the base of printed whip_url values
+    # (empty: the public URL when one is set, since an edge routes /whip/ to the origin; else
+    # this WHIP port on the bind address)
+    whip_port: int = 0
+    whip_public_url: str = ""
+    # listener workers yield the CPU to the origin on a shared machine (0: same priority)
+    worker_nice: int = 10
+    # the listener side is bounded: connections per worker, time to send request headers,
+    # progressive-stream listeners per worker
+    max_connections: int = 4_000
+    header_timeout_s: float = 10.0
+    max_stream_listeners: int = 1_000
+    # /healthz fails below this much free space in the data folder
+    min_free_mb: int = 512
+    # peers whose X-Forwarded-For is believed (an edge); empty: none
+    trusted_proxies: tuple[str, ...] = ()
     # Testing aid: drop this fraction of speaker RTP packets (seeded), to prove concealment.
     ingest_drop_rate: float = 0.0
     ingest_drop_seed: int = 0
@@ -59,6 +77,25 @@ class Settings:
             return self.public_url.rstrip("/")
         scheme = "https" if self.tls_cert else "http"
         return f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def origin_whip_port(self) -> int:
+        return self.whip_port or self.port + 1
+
+    @property
+    def whip_base_url(self) -> str:
+        """Where speakers reach WHIP: never through the listener workers."""
+        if self.whip_public_url:
+            return self.whip_public_url.rstrip("/")
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls_cert else "http"
+        return f"{scheme}://{self.host}:{self.origin_whip_port}"
+
+    @property
+    def run_dir(self) -> Path:
+        """Sockets and per-process status files of one running server."""
+        return self.data / "run"
 
 
 def _coerce(name: str, raw: Any) -> Any:

@@ -119,6 +119,14 @@ class StageFull(Conflict):
     type_slug = "stage-full"
 
 
+class HandQueueFull(Conflict):
+    """The space's hand queue already holds as many raised hands as it may (a state of the
+    space, not one client over its own limit: so a Conflict, not TooManyRequests)."""
+
+    type_slug = "hand-queue-full"
+    title = "Hand queue full"
+
+
 class SpeakerNotFound(NotFound):
     """No speaker session has this id in the space."""
 
@@ -212,3 +220,17 @@ class ReactionRateLimited(TooManyRequests):
 
     type_slug = "reaction-rate-limited"
     title = "Too many reactions"
+
+
+class StreamListenersFull(Unavailable):
+    """This listener worker already carries as many progressive-stream listeners as it may."""
+
+    type_slug = "stream-listeners-full"
+    title = "Too many stream listeners here"
+
+
+class OriginUnavailable(Unavailable):
+    """The origin (the speakers' path) does not answer: it is restarting or down."""
+
+    type_slug = "origin-unavailable"
+    title = "Origin unavailable"

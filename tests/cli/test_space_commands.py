@@ -54,7 +54,7 @@ def test_space_lifecycle_from_the_command_line(server: Server) -> None:
     assert space["opus_stream_url"] == f"{server.url}/live/{sid}/stream.opus"
     assert space["state_url"] == f"{server.url}/live/{sid}/state.json"
     assert space["replay_url"] == f"{server.url}/replay/{sid}/index.m3u8"
-    assert space["whip_url"] == f"{server.url}/whip/{sid}"
+    assert space["whip_url"] == f"{server.whip_base}/whip/{sid}"
     assert "?invite=" in space["speaker_invite_url"]
 
     invite = rostra("space", "invite", sid, "--name", "Guest", "--uses", "2", server=server)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from rostra.media.hls import SegmentRef, master_playlist, media_playlist
+from rostra.media.hls.playlist import (
+    SegmentRef,
+    master_playlist,
+    media_playlist,
+    read_media_playlist,
+)
 
 SEGMENT_DURATION_S = 1.024
 
@@ -15,6 +21,14 @@ def _segments(first: int, count: int) -> list[SegmentRef]:
     return [
         SegmentRef(f"seg_{number}.m4s", SEGMENT_DURATION_S, number)
         for number in range(first, first + count)
+    ]
+
+
+def _dated(segments: list[SegmentRef], start: datetime) -> list[SegmentRef]:
+    """Each segment with its wall-clock start: `start` plus the durations before it."""
+    return [
+        replace(segment, program_date_time=start + timedelta(seconds=SEGMENT_DURATION_S * i))
+        for i, segment in enumerate(segments)
     ]
 
 
@@ -75,11 +89,10 @@ def test_ended_live_playlist_has_endlist_but_no_playlist_type() -> None:
 def test_program_date_time_is_utc_with_milliseconds_before_the_first_segment() -> None:
     start = datetime(2024, 5, 1, 14, 0, 0, 123_987, tzinfo=timezone(timedelta(hours=2)))
     text = media_playlist(
-        segments=_segments(3, 2),
+        segments=_dated(_segments(3, 2), start),
         target_duration_s=1,
         init_uri="init.mp4",
         is_ended=False,
-        program_date_time=start,
     )
     lines = text.splitlines()
 
@@ -146,13 +159,7 @@ def test_vod_playlist_that_is_not_ended_is_rejected() -> None:
 
 def test_program_date_time_without_time_zone_is_rejected() -> None:
     with pytest.raises(ValueError, match="time zone"):
-        media_playlist(
-            segments=_segments(0, 1),
-            target_duration_s=1,
-            init_uri="init.mp4",
-            is_ended=False,
-            program_date_time=datetime(2024, 5, 1, 12, 0, 0),
-        )
+        SegmentRef("a.m4s", SEGMENT_DURATION_S, 0, program_date_time=datetime(2024, 5, 1, 12))
 
 
 @pytest.mark.parametrize("uri", ["", "#seg.m4s", "seg\n.m4s"])
@@ -166,3 +173,95 @@ def test_init_uri_with_a_quote_is_rejected() -> None:
         media_playlist(
             segments=_segments(0, 1), target_duration_s=1, init_uri='in"it.mp4', is_ended=False
         )
+
+
+START = datetime(2026, 3, 1, 18, 0, 0, tzinfo=UTC)
+
+
+def test_discontinuity_is_tagged_and_dated_again_after_a_restart() -> None:
+    before = _dated(_segments(10, 2), START)
+    after = _dated(_segments(12, 2), START + timedelta(seconds=30))
+    after[0] = replace(after[0], is_discontinuity=True)
+
+    text = media_playlist(
+        segments=[*before, *after], target_duration_s=1, init_uri="init.mp4", is_ended=False
+    )
+
+    assert text == (
+        "#EXTM3U\n"
+        "#EXT-X-VERSION:6\n"
+        "#EXT-X-TARGETDURATION:1\n"
+        "#EXT-X-MEDIA-SEQUENCE:10\n"
+        "#EXT-X-INDEPENDENT-SEGMENTS\n"
+        '#EXT-X-MAP:URI="init.mp4"\n'
+        "#EXT-X-PROGRAM-DATE-TIME:2026-03-01T18:00:00.000Z\n"
+        "#EXTINF:1.024,\nseg_10.m4s\n"
+        "#EXTINF:1.024,\nseg_11.m4s\n"
+        "#EXT-X-DISCONTINUITY\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-03-01T18:00:30.000Z\n"
+        "#EXTINF:1.024,\nseg_12.m4s\n"
+        "#EXTINF:1.024,\nseg_13.m4s\n"
+    )
+
+
+def test_discontinuities_that_slid_out_are_counted_in_discontinuity_sequence() -> None:
+    segments = _dated(_segments(40, 2), START)
+    segments[1] = replace(segments[1], is_discontinuity=True)
+
+    text = media_playlist(
+        segments=segments,
+        target_duration_s=1,
+        init_uri="init.mp4",
+        is_ended=True,
+        discontinuity_sequence=3,
+    )
+
+    assert text == (
+        "#EXTM3U\n"
+        "#EXT-X-VERSION:6\n"
+        "#EXT-X-TARGETDURATION:1\n"
+        "#EXT-X-MEDIA-SEQUENCE:40\n"
+        "#EXT-X-DISCONTINUITY-SEQUENCE:3\n"
+        "#EXT-X-INDEPENDENT-SEGMENTS\n"
+        '#EXT-X-MAP:URI="init.mp4"\n'
+        "#EXT-X-PROGRAM-DATE-TIME:2026-03-01T18:00:00.000Z\n"
+        "#EXTINF:1.024,\nseg_40.m4s\n"
+        "#EXT-X-DISCONTINUITY\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-03-01T18:00:01.024Z\n"
+        "#EXTINF:1.024,\nseg_41.m4s\n"
+        "#EXT-X-ENDLIST\n"
+    )
+
+
+def test_a_written_playlist_reads_back_to_the_same_segments() -> None:
+    segments = _dated(_segments(7, 4), START)
+    segments[2] = replace(segments[2], is_discontinuity=True)
+    text = media_playlist(
+        segments=segments,
+        target_duration_s=1,
+        init_uri="init.mp4",
+        is_ended=False,
+        discontinuity_sequence=2,
+    )
+
+    playlist = read_media_playlist(text)
+
+    assert playlist.segments == tuple(segments)
+    assert playlist.discontinuity_sequence == 2
+    assert not playlist.is_ended
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "not a playlist\n",
+        "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:x\n",
+        "#EXTM3U\nseg_1.m4s\n",
+        "#EXTM3U\n#EXTINF:abc,\nseg_1.m4s\n",
+        "#EXTM3U\n#EXT-X-PROGRAM-DATE-TIME:2026-03-01T18:00:00\n#EXTINF:1.024,\nseg_1.m4s\n",
+    ],
+)
+def test_a_broken_playlist_is_refused_when_read_back(text: str) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        read_media_playlist(text)

@@ -36,7 +36,7 @@ async def post_sdp(server: Server, space_id: str, body: bytes, token: str, **hea
     merged = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}
     merged.update(headers)
     async with httpx.AsyncClient(timeout=30) as client:
-        return await client.post(f"{server.url}/whip/{space_id}", content=body, headers=merged)
+        return await client.post(f"{server.whip_base}/whip/{space_id}", content=body, headers=merged)
 
 
 async def test_whip_rejects_bad_offers_and_credentials(server: Server) -> None:
@@ -65,7 +65,7 @@ async def test_whip_rejects_bad_offers_and_credentials(server: Server) -> None:
     assert_problem(await post_sdp(server, space["id"], good_sdp.encode(), "junk"), 401)
     async with httpx.AsyncClient() as client:
         missing = await client.post(
-            f"{server.url}/whip/{space['id']}",
+            f"{server.whip_base}/whip/{space['id']}",
             content=good_sdp.encode(),
             headers={"Content-Type": "application/sdp"},
         )
@@ -230,12 +230,12 @@ async def test_bad_requests_do_not_disturb_the_live_program(server: Server) -> N
         while time.monotonic() < deadline:
             for response in [
                 await client.post(
-                    f"{server.url}/whip/{space['id']}",
+                    f"{server.whip_base}/whip/{space['id']}",
                     content=b"x" * 70_000,
                     headers={"Content-Type": "application/sdp"},
                 ),
                 await client.post(
-                    f"{server.url}/whip/{space['id']}",
+                    f"{server.whip_base}/whip/{space['id']}",
                     content=b"v=0",
                     headers={"Content-Type": "application/sdp", "Authorization": "Bearer a.b.c"},
                 ),

@@ -1,4 +1,5 @@
-"""`rostra serve`: the all-in-one server (origin + API + pages), embedded storage by default.
+"""`rostra serve`: the server on one machine — the origin process (the speakers' path) and N
+listener workers, supervised — with embedded storage by default.
 
 CLI.
 """
@@ -10,19 +11,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 
+from rostra.cli.supervisor import Supervisor
 from rostra.config import ADMIN_TOKEN_FILE, Settings, load_settings, with_secrets
 from rostra.log import setup_logging
-from rostra.web.app import create_app
-
-GRACEFUL_SHUTDOWN_S = 30
+from rostra.store.sqlite import DATABASE_NAME, SqliteSpaceStore
 
 
 def banner(settings: Settings, created: list[str], *, is_token_from_env: bool) -> list[str]:
     """What the operator needs on first start: where the secrets are, and the next command."""
     data = settings.data.resolve()
-    lines = [f"Rostra on {settings.base_url}  (data: {data})"]
+    lines = [
+        f"Rostra on {settings.base_url}  (data: {data})",
+        f"Listener workers: {settings.workers}; speakers' WHIP endpoint: {settings.whip_base_url}"
+        "/whip/ID (the origin process)",
+    ]
     if created:
         lines.append(f"Generated {' and '.join(created)} in {data} (keep them private)")
     if is_token_from_env:
@@ -49,7 +52,17 @@ def serve(
     redis: Annotated[
         str | None, typer.Option(help="Share the count with gate workers [env ROSTRA_REDIS]")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Listener worker processes [env ROSTRA_WORKERS]"),
+    ] = None,
+    whip_port: Annotated[
+        int | None,
+        typer.Option(help="The origin's WHIP port; default: port + 1 [env ROSTRA_WHIP_PORT]"),
+    ] = None,
 ) -> None:
+    """SIGTERM or Ctrl-C stops the server and leaves live spaces live: the next start puts them
+    back on air. Only `rostra space end` ends a space."""
     settings = load_settings(
         {
             "host": host,
@@ -59,21 +72,14 @@ def serve(
             "tls_cert": tls_cert,
             "tls_key": tls_key,
             "redis": redis,
+            "workers": workers,
+            "whip_port": whip_port,
         }
     )
     settings, created = with_secrets(settings)
     setup_logging(settings.log_level)
-    app = create_app(settings)
+    SqliteSpaceStore(settings.data / DATABASE_NAME).close()  # schema made once, up front
+    supervisor = Supervisor(settings)
     for line in banner(settings, created, is_token_from_env="ROSTRA_ADMIN_TOKEN" in os.environ):
         typer.echo(line)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_certfile=settings.tls_cert or None,
-        ssl_keyfile=settings.tls_key or None,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        timeout_keep_alive=int(settings.keep_alive_s),
-        log_level="warning",
-        access_log=False,
-    )
+    raise typer.Exit(supervisor.run())

@@ -21,6 +21,15 @@ class Broadcast:
     def listener_count(self) -> int:
         return len(self._listeners)
 
+    @property
+    def header(self) -> bytes:
+        """What each new listener gets first (the Ogg headers); empty for ADTS."""
+        return self._header
+
+    @property
+    def is_closed(self) -> bool:
+        return self._is_closed
+
     def set_header(self, header: bytes) -> None:
         self._header = header
 
@@ -42,13 +51,13 @@ class Broadcast:
             queue.put_nowait(None)
         self._listeners.clear()
 
-    async def listen(self) -> AsyncIterator[bytes]:
+    async def listen(self, *, with_header: bool = True) -> AsyncIterator[bytes]:
         if self._is_closed:
             return
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=LISTENER_QUEUE_CHUNKS)
         self._listeners.add(queue)
         try:
-            if self._header:
+            if self._header and with_header:
                 yield self._header
             while True:
                 chunk = await queue.get()

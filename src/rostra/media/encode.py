@@ -5,7 +5,6 @@ Media plane. Encoded once per format for the whole audience, never per listener 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, cast
 
@@ -13,21 +12,32 @@ import av
 import numpy as np
 from av.audio.codeccontext import AudioCodecContext
 
-from rostra.media.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, Pcm
+from rostra.media.audio import SAMPLE_RATE_HZ, Pcm
+from rostra.media.codecs import (
+    AAC_BITRATE_BPS,
+    AAC_FRAME_SAMPLES,
+    CHANNELS,
+    OPUS_BITRATE_BPS,
+    OPUS_FRAME_SAMPLES,
+    OPUS_PRE_SKIP_SAMPLES,
+    EncodedPacket,
+)
 
-AAC_BITRATE_BPS = 96_000
-AAC_FRAME_SAMPLES = 1024
-OPUS_BITRATE_BPS = 128_000
-OPUS_FRAME_SAMPLES = FRAME_SAMPLES
-OPUS_PRE_SKIP_SAMPLES = 312
-CHANNELS = 1
+# re-exported: callers that already encode keep importing them from here
+__all__ = [
+    "AAC_BITRATE_BPS",
+    "AAC_FRAME_SAMPLES",
+    "CHANNELS",
+    "OPUS_BITRATE_BPS",
+    "OPUS_FRAME_SAMPLES",
+    "OPUS_PRE_SKIP_SAMPLES",
+    "TIME_BASE",
+    "AacEncoder",
+    "EncodedPacket",
+    "OpusEncoder",
+]
+
 TIME_BASE = Fraction(1, SAMPLE_RATE_HZ)
-
-
-@dataclass(frozen=True, slots=True)
-class EncodedPacket:
-    data: bytes
-    duration_samples: int
 
 
 def _frame(pcm: Pcm, pts: int, sample_format: str) -> av.AudioFrame:

@@ -27,6 +27,11 @@ class Mixer:
         self._program_limiter = Limiter()
         self._minus_limiters: dict[str, Limiter] = {}
 
+    @property
+    def speaker_count(self) -> int:
+        """Speakers with state kept here (a mix-minus limiter each)."""
+        return len(self._minus_limiters)
+
     def forget(self, speaker: str) -> None:
         self._minus_limiters.pop(speaker, None)
 
@@ -39,6 +44,10 @@ class Mixer:
                 total += frame
         program = self._program_limiter.process(total.astype(np.float32))
         result = MixResult(program=program)
+        if len(self._minus_limiters) > len(listeners):
+            # a speaker who left between ticks may have been forgotten before this tick began
+            for gone in self._minus_limiters.keys() - set(listeners):
+                del self._minus_limiters[gone]
         for speaker in listeners:
             own = voices.get(speaker)
             if own is None:

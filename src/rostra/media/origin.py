@@ -16,9 +16,11 @@ from pathlib import Path
 
 from rostra.errors import SpeakerNotFound, StageFull
 from rostra.ids import new_session_id
+from rostra.media.health import PipelineHealth
 from rostra.media.ice import IceServer, restrict_ice_host_addresses
 from rostra.media.ingest import PacketDropper, WhipConnection
 from rostra.media.pipeline import SpacePipeline
+from rostra.media.remux import remux_recording
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,9 @@ class StageMember:
 # sooner than ICE consent expiry (30 s) would.
 SILENT_SPEAKER_S = 10.0
 WATCH_INTERVAL_S = 2.0
+
+# shutdown waits this long for downloads still being made (they are made again on demand)
+REMUX_WAIT_S = 20.0
 
 INGEST_COUNTERS = ("received", "lost", "recovered", "concealed", "late", "dropped", "underruns")
 
@@ -70,6 +75,7 @@ class Origin:
         self._reserved: dict[str, int] = {}
         self._ingest_totals: dict[str, dict[str, int]] = {}
         self._watchdog: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         restrict_ice_host_addresses(ice_host_addresses)
 
     def media_dir(self, space_id: str) -> Path:
@@ -85,7 +91,7 @@ class Origin:
         sessions = self._sessions.get(space_id, {})
         return sorted((s.member for s in sessions.values()), key=lambda m: m.joined_at)
 
-    def stream_listeners(self, space_id: str) -> int:
+    def feed_listeners(self, space_id: str) -> int:
         pipeline = self._pipelines.get(space_id)
         if pipeline is None:
             return 0
@@ -138,6 +144,8 @@ class Origin:
             raise
         finally:
             self._reserved[space_id] -= 1
+            if not self._reserved[space_id]:
+                del self._reserved[space_id]
         pipeline = self._ensure_pipeline(space_id)
         sessions[session_id] = _Session(member=member, connection=connection)
         if self._watchdog is None or self._watchdog.done():
@@ -202,18 +210,48 @@ class Origin:
         self._ensure_pipeline(space_id).start_program(started_at)
 
     async def end(self, space_id: str) -> None:
+        """End a space: its speakers leave, the final playlist and the replay are written; the
+        single-file download is made afterwards, in the background."""
+        await self._close_space(space_id)
+        pipeline = self._pipelines.pop(space_id, None)
+        self._ingest_totals.pop(space_id, None)
+        if pipeline is None:
+            return
+        await asyncio.to_thread(pipeline.stop, is_ending=True)
+        remux = asyncio.create_task(asyncio.to_thread(self._remux, space_id, pipeline.directory))
+        self._background.add(remux)
+        remux.add_done_callback(self._background.discard)
+
+    @staticmethod
+    def _remux(space_id: str, directory: Path) -> None:
+        try:
+            remux_recording(directory)
+        except (OSError, ValueError, RuntimeError):
+            log.exception("recording remux failed", extra={"space": space_id})
+
+    async def _close_space(self, space_id: str) -> None:
         for session in list(self._sessions.get(space_id, {}).values()):
             await session.connection.close()
         self._sessions.pop(space_id, None)
-        pipeline = self._pipelines.pop(space_id, None)
-        if pipeline is not None:
-            await asyncio.to_thread(pipeline.stop)
+        self._reserved.pop(space_id, None)
 
     async def shutdown(self) -> list[str]:
-        """End every space that has a pipeline; the ids of those that were on air."""
+        """Stop without ending: each live space's segment in flight is cut and its live playlist
+        left open, so the next start continues it. The ids of the spaces that were on air."""
         if self._watchdog is not None:
             self._watchdog.cancel()
         on_air = [sid for sid, p in self._pipelines.items() if p.is_on_air]
         for space_id in list(self._pipelines):
-            await self.end(space_id)
+            await self._close_space(space_id)
+            pipeline = self._pipelines.pop(space_id)
+            await asyncio.to_thread(pipeline.stop, is_ending=False)
+        if self._background:
+            await asyncio.wait(self._background, timeout=REMUX_WAIT_S)
         return on_air
+
+    def space_ids(self) -> list[str]:
+        return list(self._pipelines)
+
+    def health(self, space_id: str) -> PipelineHealth | None:
+        pipeline = self._pipelines.get(space_id)
+        return pipeline.health() if pipeline is not None else None

@@ -6,6 +6,7 @@ Media plane.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -24,12 +25,19 @@ def segment_name(sequence_number: int) -> str:
 def write_durable(path: Path, data: bytes, *, is_durable: bool = True) -> None:
     """Write to a temporary name, fsync, rename over: readers see the old or the new file whole."""
     temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        if is_durable:
-            handle.flush()
-            os.fsync(handle.fileno())
-    temporary.replace(path)
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(data)
+            if is_durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        temporary.replace(path)
+    except OSError:
+        # a full disk must not also leave half a file behind to fill it further; the first
+        # error is the one to report, so a failing clean-up stays quiet
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise
     if is_durable:
         directory = os.open(path.parent, os.O_RDONLY)
         try:

@@ -1,7 +1,8 @@
 """The single-file download of a recording: the CMAF segments remuxed (not re-encoded) into one
 seekable MP4 audio file with its index at the front.
 
-Media plane. Runs in the encoder thread after the end, never on the event loop.
+Media plane. The origin runs it in a background thread after the end of a space, never on the
+event loop and never inside a request.
 """
 
 from __future__ import annotations

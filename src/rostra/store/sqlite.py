@@ -12,6 +12,9 @@ from pathlib import Path
 
 from rostra.store.base import InviteRecord, SpaceRecord
 
+# the space store's file in the data folder, shared by every process of a server
+DATABASE_NAME = "rostra.sqlite3"
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spaces (
   id TEXT PRIMARY KEY,

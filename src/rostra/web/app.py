@@ -1,5 +1,6 @@
-"""The server's app factory: wires the planes and owns their lifetime (graceful shutdown ends
-live spaces cleanly, recordings closed).
+"""A listener worker's app: pages, the API, the gate, state.json, HLS files read from the data
+folder and the progressive streams fed from the origin. Never the speakers' path: no aiortc, no
+PyAV is loaded here (tests/architecture checks it).
 
 Web plane (composition root).
 """
@@ -13,26 +14,28 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
 
 from rostra import __version__
 from rostra.clock import SystemClock
 from rostra.config import Settings
-from rostra.media.ice import is_loopback
-from rostra.media.origin import Origin
 from rostra.stage.invites import InviteService
-from rostra.stage.spaces import SpaceService, SpaceStatus
+from rostra.stage.spaces import SpaceService
 from rostra.stage.tokens import TokenSigner
-from rostra.store.sqlite import SqliteSpaceStore
+from rostra.store.sqlite import DATABASE_NAME, SqliteSpaceStore
 from rostra.web import problems
 from rostra.web.audience_wiring import build_audience, run_flusher
+from rostra.web.cache_headers import NoStoreWrites
+from rostra.web.feeds import FeedHub
+from rostra.web.health import ListenerHealth
 from rostra.web.metrics import GateCollector
-from rostra.web.routes import audience, media, ops, pages, spaces, whip
-from rostra.web.routes.ops import OriginCollector
+from rostra.web.origin_client import OriginClient
+from rostra.web.origin_status import StatusReader
+from rostra.web.routes import audience, media, ops, pages, spaces, whip_redirect
 from rostra.web.services import Services
 
 log = logging.getLogger(__name__)
 
-DATABASE_NAME = "rostra.sqlite3"
 MEDIA_FOLDER = "spaces"
 
 
@@ -40,19 +43,10 @@ def build_services(settings: Settings) -> Services:
     clock = SystemClock()
     store = SqliteSpaceStore(settings.data / DATABASE_NAME)
     signer = TokenSigner(settings.signing_secret)
-    origin = Origin(
-        settings.data / MEDIA_FOLDER,
-        ice_servers=settings.ice_servers,
-        ice_host_addresses=settings.ice_host_addresses
-        or (("127.0.0.1",) if is_loopback(settings.host) else ()),
-        max_voices=settings.max_voices,
-        window_segments=settings.live_window_segments,
-        drop_rate=settings.ingest_drop_rate,
-        drop_seed=settings.ingest_drop_seed,
-    )
-    audience = build_audience(settings, clock, store)
+    origin = OriginClient(settings.run_dir)
+    media_root = settings.data / MEDIA_FOLDER
     return Services(
-        audience=audience,
+        audience=build_audience(settings, clock, store),
         settings=settings,
         clock=clock,
         store=store,
@@ -60,35 +54,44 @@ def build_services(settings: Settings) -> Services:
         invites=InviteService(store, signer, clock, settings.invite_ttl_s),
         signer=signer,
         origin=origin,
+        feeds=FeedHub(origin, settings.run_dir, max_listeners=settings.max_stream_listeners),
+        origin_status=StatusReader(media_root),
+        media_root=media_root,
     )
 
 
-async def _resume(services: Services) -> None:
-    """Spaces that were live when the server stopped go on air again (the recording continues)."""
-    for space in services.spaces.list():
-        if space.status != SpaceStatus.ENDED:
-            services.publish_status(space)
-        if space.status == SpaceStatus.LIVE and space.started_at is not None:
-            await services.origin.go_live(space.id, space.started_at)
+class StreamCollector:
+    """Plain players on this worker."""
+
+    def __init__(self, feeds: FeedHub) -> None:
+        self._feeds = feeds
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily(
+            "rostra_worker_stream_listeners", "Progressive-stream listeners on this worker"
+        )
+        gauge.add_metric([], self._feeds.listener_count())
+        return [gauge]
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_listener_app(settings: Settings) -> FastAPI:
     if not settings.admin_token or not settings.signing_secret:
         raise ValueError("settings need the admin token and signing secret (config.with_secrets)")
     services = build_services(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await _resume(services)
+        for space in services.spaces.list():
+            services.publish_status(space)
         flusher = asyncio.create_task(run_flusher(services.audience.gate))
+        feeds = asyncio.create_task(services.feeds.run())
         yield
         flusher.cancel()
-        on_air = await services.origin.shutdown()
-        for space_id in on_air:
-            services.publish_status(services.spaces.end(space_id))
+        feeds.cancel()
+        await asyncio.gather(flusher, feeds, return_exceptions=True)
         await asyncio.to_thread(services.audience.gate.flush)
         services.audience.close()
-        log.info("server stopped", extra={"spaces_ended": len(on_air)})
+        await services.origin.close()
         services.store.close()
 
     app = FastAPI(
@@ -101,12 +104,15 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.services = services
     app.state.gate = services.audience.gate
+    app.state.health_check = ListenerHealth(services).check
+    app.state.extra_metrics = services.origin.metrics_text
     registry = CollectorRegistry()
-    registry.register(OriginCollector(services.origin))
     registry.register(GateCollector(services.audience.gate))
+    registry.register(StreamCollector(services.feeds))
     app.state.registry = registry
     problems.install(app)
     app.router.routes.extend(audience.fast_routes())  # first: the hot paths skip FastAPI
-    for module in (spaces, whip, audience, media, pages, ops):
+    for module in (spaces, audience, media, pages, ops, whip_redirect):
         app.include_router(module.router)
+    app.add_middleware(NoStoreWrites)
     return app

@@ -1,4 +1,5 @@
-"""The server's parts, wired once: settings, stores, stage services, the media origin.
+"""A listener worker's parts, wired once: settings, stores, stage services, the audience, the
+media files in the data folder, and the client of the origin process.
 
 Web plane (composition root).
 """
@@ -6,16 +7,19 @@ Web plane (composition root).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rostra.clock import Clock, iso_utc
 from rostra.config import Settings
-from rostra.media.origin import Origin
 from rostra.stage.invites import InviteService
 from rostra.stage.spaces import SpaceService
 from rostra.stage.tokens import TokenSigner
 from rostra.store.base import SpaceRecord, SpaceStore
 from rostra.web.audience_wiring import AudienceParts
+from rostra.web.feeds import FeedHub
+from rostra.web.origin_client import OriginClient
+from rostra.web.origin_status import StatusReader
 
 
 @dataclass(slots=True)
@@ -26,8 +30,14 @@ class Services:
     spaces: SpaceService
     invites: InviteService
     signer: TokenSigner
-    origin: Origin
+    origin: OriginClient
+    feeds: FeedHub
+    origin_status: StatusReader
+    media_root: Path
     audience: AudienceParts
+
+    def media_dir(self, space_id: str) -> Path:
+        return self.media_root / space_id
 
     def publish_status(self, space: SpaceRecord) -> None:
         """Gates on other nodes learn a space's status from the shared store."""
@@ -62,7 +72,7 @@ class Services:
             "scheduled_at": iso_utc(space.scheduled_at),
             "started_at": iso_utc(space.started_at),
             "ended_at": iso_utc(space.ended_at),
-            "whip_url": self.url(f"/whip/{sid}"),
+            "whip_url": f"{self.settings.whip_base_url}/whip/{sid}",
             "listen_url": self.url(f"/listen/{sid}"),
             "hls_url": self.url(f"/live/{sid}/index.m3u8"),
             "stream_url": self.url(f"/live/{sid}/stream.aac"),

@@ -1,19 +1,35 @@
-"""The live HLS packager: AAC frames into 1.024 s CMAF segments, written durably, and the live,
-master and replay playlists (RFC 8216).
+"""The live HLS packager: AAC frames into 1.024 s CMAF segments, written durably, and the live
+playlist (RFC 8216) over a bounded window, continued across restarts of the origin.
 
-Media plane. Segment names are immutable; playlists are replaced atomically.
+Media plane. Segment names are immutable; playlists are replaced atomically. A segment that cannot
+be written is counted as lost and the next one is tried again; nothing here ends the program.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections import deque
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from rostra.clock import Clock, SystemClock
 from rostra.media.audio import SAMPLE_RATE_HZ
-from rostra.media.encode import AAC_BITRATE_BPS, AAC_FRAME_SAMPLES, CHANNELS, EncodedPacket
+from rostra.media.codecs import (
+    AAC_CODECS,
+    AAC_FRAME_SAMPLES,
+    BANDWIDTH_BPS,
+    CHANNELS,
+    FRAMES_PER_SEGMENT,
+    SEGMENT_DURATION_S,
+    SEGMENT_SAMPLES,
+    TARGET_DURATION_S,
+    EncodedPacket,
+)
 from rostra.media.fmp4 import audio_specific_config, init_segment, media_segment
-from rostra.media.hls.playlist import SegmentRef, master_playlist, media_playlist
+from rostra.media.health import FaultSink, describe
+from rostra.media.hls.playlist import SegmentRef, media_playlist, read_media_playlist
+from rostra.media.hls.replay import master_text, replay_text, segment_duration_s
 from rostra.media.record import (
     INIT_NAME,
     LIVE_PLAYLIST_NAME,
@@ -23,121 +39,247 @@ from rostra.media.record import (
     write_durable,
 )
 
-FRAMES_PER_SEGMENT = 48
-SEGMENT_SAMPLES = FRAMES_PER_SEGMENT * AAC_FRAME_SAMPLES
-SEGMENT_DURATION_S = SEGMENT_SAMPLES / SAMPLE_RATE_HZ
-TARGET_DURATION_S = 1
-AAC_CODECS = "mp4a.40.2"
-# what a segment costs on the wire, including container overhead
-BANDWIDTH_BPS = AAC_BITRATE_BPS + 8_000
+log = logging.getLogger(__name__)
+
+# re-exported for the callers that imported them from here before replay.py and codecs.py
+__all__ = [
+    "AAC_CODECS",
+    "BANDWIDTH_BPS",
+    "FRAMES_PER_SEGMENT",
+    "SEGMENT_DURATION_S",
+    "SEGMENT_SAMPLES",
+    "TARGET_DURATION_S",
+    "HlsPackager",
+    "master_text",
+    "replay_text",
+]
+
+RECORDER = "recorder"
+PACKAGER = "packager"
 
 
-def master_text() -> str:
-    return master_playlist(
-        media_uri=LIVE_PLAYLIST_NAME, bandwidth_bps=BANDWIDTH_BPS, codecs=AAC_CODECS
-    )
-
-
-def replay_text(directory: Path) -> str | None:
-    """A VOD playlist of every segment recorded in `directory`, or None if there are none."""
-    numbers = recorded_segments(directory)
-    if not numbers:
-        return None
-    # positions, not file numbers: a segment lost in a crash leaves no hole in the playlist
-    refs = [SegmentRef(segment_name(n), SEGMENT_DURATION_S, i) for i, n in enumerate(numbers)]
-    last = directory / segment_name(numbers[-1])
-    refs[-1] = SegmentRef(refs[-1].uri, _segment_duration_s(last), len(numbers) - 1)
-    return media_playlist(
-        segments=refs,
-        target_duration_s=TARGET_DURATION_S,
-        init_uri=INIT_NAME,
-        is_ended=True,
-        is_vod=True,
-    )
-
-
-def _segment_duration_s(path: Path) -> float:
-    """The final segment may be short; its true length is in the sample count of its trun."""
-    data = path.read_bytes()
-    index = data.find(b"trun")
-    if index < 0:
-        return SEGMENT_DURATION_S
-    count = int.from_bytes(data[index + 8 : index + 12], "big")
-    return count * AAC_FRAME_SAMPLES / SAMPLE_RATE_HZ
+def _log_fault(part: str, error: BaseException) -> None:
+    log.error("media part failed", extra={"part": part, "error": describe(error)}, exc_info=error)
 
 
 class HlsPackager:
-    def __init__(self, directory: Path, *, window_segments: int, started_at: datetime) -> None:
+    """Cuts segments and keeps the live window: `window_segments` listed, never more in memory.
+
+    On construction it resumes from `directory`: the next segment follows the last on disk, and
+    the previous live playlist's window (unless it ended) stays listed before a discontinuity.
+    Date-times come from `clock` at this run's first frame plus the samples since, never earlier
+    than the end of the resumed window, so they only go forward.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        window_segments: int,
+        clock: Clock | None = None,
+        on_fault: FaultSink | None = None,
+    ) -> None:
+        if window_segments < 1:
+            raise ValueError(f"window of {window_segments} segments must hold at least 1")
         self._directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self._window = window_segments
+        self._window_segments = window_segments
+        self._clock = clock or SystemClock()
+        self._on_fault = on_fault or _log_fault
+        self._lock = threading.Lock()
         existing = recorded_segments(directory)
         self._next_sequence = existing[-1] + 1 if existing else 0
-        self._started_at = started_at
-        self._first_sequence = self._next_sequence
+        self._window: deque[SegmentRef] = deque()
+        self._discontinuity_sequence = 0
+        self._resume()
+        self._is_next_discontinuity = bool(self._window)
+        self._anchor: datetime | None = None
+        self._samples_since_anchor = 0
         self._pending: list[bytes] = []
-        self._segments: list[SegmentRef] = []
-        self._lock = threading.Lock()
-        self._live_text: str | None = None
-        write_durable(
-            directory / INIT_NAME,
-            init_segment(
-                audio_specific_config=audio_specific_config(SAMPLE_RATE_HZ, CHANNELS),
-                sample_rate_hz=SAMPLE_RATE_HZ,
-                channels=CHANNELS,
-            ),
-        )
+        self._pending_first_sample = 0
+        self._has_init = False
+        self.segments_written = 0
+        self.segments_lost = 0
+        self.last_segment_at_s: float | None = None
+        self._live_text = self._render(is_ended=False) if self._window else None
 
     @property
     def live_text(self) -> str | None:
-        return self._live_text
+        with self._lock:
+            return self._live_text
 
     @property
-    def segment_count(self) -> int:
-        return len(self._segments)
+    def listed_segments(self) -> tuple[SegmentRef, ...]:
+        return tuple(self._window)
 
     def add(self, packet: EncodedPacket) -> None:
+        if self._anchor is None:
+            self._anchor = self._start_time()
+        if not self._pending:
+            self._pending_first_sample = self._samples_since_anchor
         self._pending.append(packet.data)
+        self._samples_since_anchor += AAC_FRAME_SAMPLES
         if len(self._pending) >= FRAMES_PER_SEGMENT:
             self._cut()
 
-    def finish(self) -> None:
-        """Write the segment in flight, close the live playlist and write the replay playlist."""
+    def finish(self, *, is_ending: bool) -> None:
+        """Write the segment in flight and the live playlist: with `EXT-X-ENDLIST` and the replay
+        playlist when the space ends (`is_ending`), else left open for the next run to continue."""
         if self._pending:
             self._cut()
-        self._write_live(is_ended=True)
-        replay = replay_text(self._directory)
-        if replay is not None:
-            write_durable(self._directory / REPLAY_PLAYLIST_NAME, replay.encode())
+        if self._window:
+            self._write_live(is_ended=is_ending)
+        if not is_ending:
+            return
+        try:
+            replay = replay_text(self._directory)
+            if replay is not None:
+                write_durable(self._directory / REPLAY_PLAYLIST_NAME, replay.encode())
+        except OSError as error:
+            self._on_fault(RECORDER, error)
+
+    # --- segments ----------------------------------------------------------------------------
+    def _start_time(self) -> datetime:
+        now = self._clock.now()
+        if self._window:
+            resumed_end = self._window[-1].end_date_time
+            if resumed_end is not None and resumed_end > now:
+                return resumed_end
+        return now
+
+    def _pending_date_time(self) -> datetime:
+        if self._anchor is None:
+            self._anchor = self._start_time()
+        return self._anchor + timedelta(seconds=self._pending_first_sample / SAMPLE_RATE_HZ)
 
     def _cut(self) -> None:
-        sequence = self._next_sequence
+        date_time = self._pending_date_time()
         samples, self._pending = self._pending, []
+        sequence = self._next_sequence
         data = media_segment(
             sequence_number=sequence + 1,
             base_media_decode_time=sequence * SEGMENT_SAMPLES,
             samples=samples,
             sample_duration=AAC_FRAME_SAMPLES,
         )
-        write_durable(self._directory / segment_name(sequence), data)
+        try:
+            self._write_init()
+            write_durable(self._directory / segment_name(sequence), data)
+        except OSError as error:
+            # the name was never listed, so the next segment takes it; its date-time jumps
+            self.segments_lost += 1
+            self._is_next_discontinuity = True
+            self._on_fault(RECORDER, error)
+            return
         duration_s = len(samples) * AAC_FRAME_SAMPLES / SAMPLE_RATE_HZ
-        self._segments.append(SegmentRef(segment_name(sequence), duration_s, sequence))
+        self._list(
+            SegmentRef(
+                segment_name(sequence),
+                duration_s,
+                sequence,
+                program_date_time=date_time,
+                is_discontinuity=self._is_next_discontinuity,
+            )
+        )
+        self._is_next_discontinuity = False
         self._next_sequence += 1
+        self.segments_written += 1
+        self.last_segment_at_s = self._clock.monotonic_s()
         self._write_live(is_ended=False)
 
-    def _write_live(self, *, is_ended: bool) -> None:
-        window = self._segments[-self._window :]
-        if not window:
+    def _write_init(self) -> None:
+        if self._has_init:
             return
-        first = window[0].sequence_number - self._first_sequence
-        date_time = self._started_at + timedelta(seconds=first * SEGMENT_DURATION_S)
-        text = media_playlist(
-            segments=window,
+        self._directory.mkdir(parents=True, exist_ok=True)
+        write_durable(
+            self._directory / INIT_NAME,
+            init_segment(
+                audio_specific_config=audio_specific_config(SAMPLE_RATE_HZ, CHANNELS),
+                sample_rate_hz=SAMPLE_RATE_HZ,
+                channels=CHANNELS,
+            ),
+        )
+        self._has_init = True
+
+    def _list(self, segment: SegmentRef) -> None:
+        self._window.append(segment)
+        while len(self._window) > self._window_segments:
+            # RFC 8216 §6.2.2: a discontinuity tag that leaves the playlist is counted
+            if self._window.popleft().is_discontinuity:
+                self._discontinuity_sequence += 1
+
+    # --- playlists ---------------------------------------------------------------------------
+    def _render(self, *, is_ended: bool) -> str:
+        return media_playlist(
+            segments=list(self._window),
             target_duration_s=TARGET_DURATION_S,
             init_uri=INIT_NAME,
             is_ended=is_ended,
-            program_date_time=date_time,
+            discontinuity_sequence=self._discontinuity_sequence,
         )
-        write_durable(self._directory / LIVE_PLAYLIST_NAME, text.encode(), is_durable=False)
+
+    def _write_live(self, *, is_ended: bool) -> None:
+        text = self._render(is_ended=is_ended)
+        # served from memory even when the disk refuses it
         with self._lock:
             self._live_text = text
+        try:
+            write_durable(self._directory / LIVE_PLAYLIST_NAME, text.encode(), is_durable=False)
+        except OSError as error:
+            self._on_fault(PACKAGER, error)
+
+    def _resume(self) -> None:
+        """Take back the window of the previous run's live playlist, if it is whole and open."""
+        path = self._directory / LIVE_PLAYLIST_NAME
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        except (OSError, UnicodeDecodeError) as error:
+            log.warning(
+                "live playlist unreadable",
+                extra={"path": str(path), "error": describe(error)},
+            )
+            return
+        try:
+            previous = read_media_playlist(text)
+            segments = self._continuable(list(previous.segments)) if not previous.is_ended else []
+        except (OSError, ValueError) as error:
+            log.warning(
+                "live playlist not continued", extra={"path": str(path), "error": describe(error)}
+            )
+            return
+        if segments:
+            self._discontinuity_sequence = previous.discontinuity_sequence
+        for segment in segments:
+            self._list(segment)
+
+    def _continuable(self, segments: list[SegmentRef]) -> list[SegmentRef]:
+        """The listed segments that are still on disk, plus any written after the playlist was
+        (a crash between the two), so the window stays consecutive up to the next segment."""
+        if not segments:
+            return []
+        for segment in segments:
+            if segment.uri != segment_name(segment.sequence_number):
+                raise ValueError(f"segment {segment.uri!r} is not named after its sequence")
+            if not (self._directory / segment.uri).is_file():
+                raise ValueError(f"segment {segment.uri!r} is listed but not on disk")
+            if segment.program_date_time is None:
+                raise ValueError(f"segment {segment.uri!r} has no date-time")
+        last = segments[-1]
+        if last.sequence_number >= self._next_sequence:
+            raise ValueError(f"segment {last.uri!r} is listed after the last on disk")
+        unlisted = self._next_sequence - 1 - last.sequence_number
+        if unlisted > self._window_segments:
+            raise ValueError(f"the playlist is {unlisted} segments behind the recording")
+        for sequence in range(last.sequence_number + 1, self._next_sequence):
+            path = self._directory / segment_name(sequence)
+            previous = segments[-1]
+            segments.append(
+                SegmentRef(
+                    segment_name(sequence),
+                    segment_duration_s(path),
+                    sequence,
+                    program_date_time=previous.end_date_time,
+                )
+            )
+        return segments

@@ -1,4 +1,5 @@
-"""HLS playlist text (RFC 8216): the master playlist and the media playlist of fMP4 segments.
+"""HLS playlist text (RFC 8216): the master playlist and the media playlist of fMP4 segments,
+and the reading back of a media playlist this module wrote (to continue it after a restart).
 
 Media plane. Pure text; the packager decides which segments a playlist lists.
 """
@@ -8,8 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from itertools import pairwise
 
 # RFC 8216 §7: EXT-X-MAP without EXT-X-I-FRAMES-ONLY needs version 6; nothing here needs 7.
@@ -23,11 +24,17 @@ _FORBIDDEN_IN_URI_LINE = frozenset("\r\n")
 
 @dataclass(frozen=True, slots=True)
 class SegmentRef:
-    """One media segment as a playlist lists it."""
+    """One media segment as a playlist lists it.
+
+    `program_date_time` (timezone-aware) is the wall clock of its first sample; `is_discontinuity`
+    says it does not continue the segment before it (RFC 8216 §4.3.2.3), as after a restart.
+    """
 
     uri: str
     duration_s: float
     sequence_number: int
+    program_date_time: datetime | None = None
+    is_discontinuity: bool = False
 
     def __post_init__(self) -> None:
         _check_uri(self.uri, forbidden=_FORBIDDEN_IN_URI_LINE)
@@ -35,6 +42,23 @@ class SegmentRef:
             raise ValueError(f"segment '{self.uri}' lasts {self.duration_s} s; must be > 0")
         if self.sequence_number < 0:
             raise ValueError(f"segment '{self.uri}' has sequence number {self.sequence_number} < 0")
+        if self.program_date_time is not None:
+            _iso8601_utc_ms(self.program_date_time)
+
+    @property
+    def end_date_time(self) -> datetime | None:
+        if self.program_date_time is None:
+            return None
+        return self.program_date_time + timedelta(seconds=self.duration_s)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPlaylist:
+    """A media playlist read back: its segments (each with its date-time, where one is known)."""
+
+    segments: tuple[SegmentRef, ...]
+    discontinuity_sequence: int
+    is_ended: bool
 
 
 def master_playlist(*, media_uri: str, bandwidth_bps: int, codecs: str) -> str:
@@ -61,17 +85,21 @@ def media_playlist(
     init_uri: str,
     is_ended: bool,
     is_vod: bool = False,
-    program_date_time: datetime | None = None,
+    discontinuity_sequence: int = 0,
 ) -> str:
     """A media playlist of consecutive `segments` sharing the init segment at `init_uri`.
 
-    `program_date_time` (timezone-aware) is the wall-clock start of the first listed segment.
-    A VOD playlist is complete, so `is_vod` requires `is_ended`.
+    `EXT-X-DISCONTINUITY` goes before each segment that is a discontinuity;
+    `EXT-X-PROGRAM-DATE-TIME` on the first segment and after each discontinuity, where the segment
+    has one. `discontinuity_sequence` counts the discontinuities that slid out of the window
+    (RFC 8216 §6.2.2). A VOD playlist is complete, so `is_vod` requires `is_ended`.
     """
     _check_segments(segments, target_duration_s)
     _check_uri(init_uri, forbidden=_FORBIDDEN_IN_QUOTED_STRING)
     if is_vod and not is_ended:
         raise ValueError("a VOD playlist never changes, so it must be ended")
+    if discontinuity_sequence < 0:
+        raise ValueError(f"discontinuity sequence {discontinuity_sequence} must be >= 0")
     media_sequence = segments[0].sequence_number if segments else 0
     lines = [
         "#EXTM3U",
@@ -79,16 +107,81 @@ def media_playlist(
         f"#EXT-X-TARGETDURATION:{target_duration_s}",
         f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}",
     ]
+    if discontinuity_sequence:
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
     if is_vod:
         lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
     lines += ["#EXT-X-INDEPENDENT-SEGMENTS", f'#EXT-X-MAP:URI="{init_uri}"']
-    if program_date_time is not None and segments:
-        lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_iso8601_utc_ms(program_date_time)}")
-    for segment in segments:
+    for index, segment in enumerate(segments):
+        if segment.is_discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if segment.program_date_time is not None and (index == 0 or segment.is_discontinuity):
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{_iso8601_utc_ms(segment.program_date_time)}")
         lines += [f"#EXTINF:{_extinf(segment.duration_s)},", segment.uri]
     if is_ended:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
+
+
+def read_media_playlist(text: str) -> MediaPlaylist:
+    """Read back a media playlist as `media_playlist` writes it; ValueError if it is not one.
+
+    A segment without its own date-time gets the end of the one before (RFC 8216 §4.3.2.6).
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines or lines[0] != "#EXTM3U":
+        raise ValueError("a playlist starts with #EXTM3U")
+    media_sequence = discontinuity_sequence = 0
+    segments: list[SegmentRef] = []
+    duration_s: float | None = None
+    date_time: datetime | None = None
+    is_discontinuity = is_ended = False
+    for line in lines[1:]:
+        tag, _, value = line.partition(":")
+        if tag == "#EXT-X-MEDIA-SEQUENCE":
+            media_sequence = _read_count(value, tag)
+        elif tag == "#EXT-X-DISCONTINUITY-SEQUENCE":
+            discontinuity_sequence = _read_count(value, tag)
+        elif tag == "#EXT-X-DISCONTINUITY":
+            is_discontinuity = True
+        elif tag == "#EXT-X-PROGRAM-DATE-TIME":
+            date_time = _read_date_time(value)
+        elif tag == "#EXTINF":
+            duration_s = _read_duration_s(value)
+        elif tag == "#EXT-X-ENDLIST":
+            is_ended = True
+        elif not line.startswith("#"):
+            if duration_s is None:
+                raise ValueError(f"segment {line!r} has no #EXTINF before it")
+            if date_time is None and segments:
+                date_time = segments[-1].end_date_time
+            segments.append(
+                SegmentRef(
+                    line, duration_s, media_sequence + len(segments), date_time, is_discontinuity
+                )
+            )
+            duration_s, date_time, is_discontinuity = None, None, False
+    return MediaPlaylist(tuple(segments), discontinuity_sequence, is_ended)
+
+
+def _read_count(value: str, tag: str) -> int:
+    if not value.isdigit():
+        raise ValueError(f"{tag} {value!r} is not a decimal integer")
+    return int(value)
+
+
+def _read_duration_s(value: str) -> float:
+    try:
+        return float(Decimal(value.split(",", 1)[0]))
+    except InvalidOperation:
+        raise ValueError(f"#EXTINF {value!r} is not a duration") from None
+
+
+def _read_date_time(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"program date-time {value!r} has no time zone")
+    return moment.astimezone(UTC)
 
 
 def _check_segments(segments: Sequence[SegmentRef], target_duration_s: int) -> None:

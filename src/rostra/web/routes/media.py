@@ -7,8 +7,10 @@ Web plane.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,9 +19,13 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from rostra.audience.gate import Gate
 from rostra.clock import iso_utc
 from rostra.errors import MediaNotFound, SpaceEnded, SpaceNotLive, Unavailable
-from rostra.media.hls.packager import master_text, replay_text
-from rostra.media.pipeline import SpacePipeline
-from rostra.media.record import DOWNLOAD_NAME, INIT_NAME, REPLAY_PLAYLIST_NAME
+from rostra.media.hls.replay import master_text, replay_text
+from rostra.media.record import (
+    DOWNLOAD_NAME,
+    INIT_NAME,
+    LIVE_PLAYLIST_NAME,
+    REPLAY_PLAYLIST_NAME,
+)
 from rostra.stage.spaces import SpaceStatus
 from rostra.store.base import SpaceRecord
 from rostra.web.reads import read_route
@@ -30,9 +36,12 @@ read = read_route(router)
 
 SEGMENT_FILE_RE = re.compile(r"^(init\.mp4|seg_\d{6}\.m4s)$")
 IMMUTABLE = "public, max-age=31536000, immutable"
-# at most half a segment: HTTP caching has whole seconds, so playlists are revalidated each time
-PLAYLIST_CACHE = "public, max-age=0, must-revalidate"
+# at most one segment duration (1.024 s; HTTP caching has whole seconds), with a validator
+PLAYLIST_CACHE = "public, max-age=1"
+ENDED_PLAYLIST_CACHE = "public, max-age=60"
 STATE_CACHE = "public, max-age=1"
+# a live space whose playlist is older than this has stopped making segments
+SEGMENT_STALE_S = 3.0
 HLS_TYPE = "application/vnd.apple.mpegurl"
 STREAM_NAME_HEADER = "icy-name"
 DOWNLOAD_RETRY_S = 2.0
@@ -48,7 +57,7 @@ def _services(request: Request) -> Services:
 def _media_file(services: Services, space: SpaceRecord, name: str) -> Response:
     if not SEGMENT_FILE_RE.fullmatch(name):
         raise MediaNotFound(f"'{name[:80]}' is not a media file name of this space")
-    path = services.origin.media_dir(space.id) / name
+    path = services.media_dir(space.id) / name
     if not path.is_file():
         raise MediaNotFound(f"space '{space.id}' has no media file '{name}'")
     media_type = "audio/mp4" if name.endswith(".mp4") else "audio/iso.segment"
@@ -64,32 +73,45 @@ async def live_master(space_id: str, request: Request) -> Response:
     )
 
 
-async def _first_playlist(pipeline: SpacePipeline) -> str | None:
+def _read_playlist(path: Path) -> tuple[bytes, str] | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return data, '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+
+
+async def _live_playlist(path: Path, *, is_live: bool) -> tuple[bytes, str] | None:
     """Just after go-live the first segment is still being made: hold the request for it (as an
     LL-HLS blocking reload would) rather than refuse a player that came early."""
     deadline = time.monotonic() + FIRST_SEGMENT_WAIT_S
-    text = pipeline.live_playlist()
-    while text is None and pipeline.is_on_air and time.monotonic() < deadline:
+    found = _read_playlist(path)
+    while found is None and is_live and time.monotonic() < deadline:
         await asyncio.sleep(FIRST_SEGMENT_POLL_S)
-        text = pipeline.live_playlist()
-    return text
+        found = _read_playlist(path)
+    return found
 
 
 @read("/live/{space_id}/audio.m3u8", summary="Live HLS (media playlist)")
 async def live_playlist(space_id: str, request: Request) -> Response:
+    """The packager's playlist file, as written: after the end, the same list closed with
+    EXT-X-ENDLIST. Cacheable for one segment duration, with an entity tag."""
     services = _services(request)
     space = services.spaces.get(space_id)
-    pipeline = services.origin.pipeline(space.id)
-    text = await _first_playlist(pipeline) if pipeline is not None else None
-    if text is None:
-        if space.status == SpaceStatus.ENDED:
-            text = replay_text(services.origin.media_dir(space.id))
-        if text is None:
-            raise SpaceNotLive(
-                f"space '{space.id}' is {space.status}: its program has no segment yet",
-                retry_after_s=1.0,
-            )
-    return Response(text, media_type=HLS_TYPE, headers={"Cache-Control": PLAYLIST_CACHE})
+    is_live = space.status == SpaceStatus.LIVE
+    path = services.media_dir(space.id) / LIVE_PLAYLIST_NAME
+    found = await _live_playlist(path, is_live=is_live) if is_live or path.exists() else None
+    if found is None:
+        raise SpaceNotLive(
+            f"space '{space.id}' is {space.status}: its program has no segment yet",
+            retry_after_s=1.0,
+        )
+    data, etag = found
+    cache = PLAYLIST_CACHE if is_live else ENDED_PLAYLIST_CACHE
+    headers = {"Cache-Control": cache, "ETag": etag}
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type=HLS_TYPE, headers=headers)
 
 
 @read(
@@ -99,10 +121,9 @@ async def live_playlist(space_id: str, request: Request) -> Response:
 async def state(space_id: str, request: Request) -> JSONResponse:
     services = _services(request)
     space = services.spaces.get(space_id)
-    stage = [
-        {"id": m.id, "name": m.name, "role": m.role, "muted": m.is_muted}
-        for m in services.origin.stage(space.id)
-    ]
+    is_live = space.status == SpaceStatus.LIVE
+    status = services.origin_status.read(space.id) if is_live else None
+    stage = [entry.to_json() for entry in status.stage] if status is not None else []
     body: dict[str, Any] = {
         "id": space.id,
         "status": space.status,
@@ -111,10 +132,23 @@ async def state(space_id: str, request: Request) -> JSONResponse:
         "started_at": iso_utc(space.started_at),
         "ended_at": iso_utc(space.ended_at),
         "stage": stage,
-        "stream_listeners": services.origin.stream_listeners(space.id),
+        "stream_listeners": services.feeds.total_listeners(space.id) if is_live else 0,
+        "health": "ok" if not is_live or _is_healthy(services, space.id) else "degraded",
+        "waiting": 0,
     }
     body.update(await _audience(services, space.id))
     return JSONResponse(body, headers={"Cache-Control": STATE_CACHE})
+
+
+def _is_healthy(services: Services, space_id: str) -> bool:
+    """A live space is healthy when its origin reports no problem and its segments keep coming."""
+    if not services.origin_status.read(space_id).is_ok:
+        return False
+    try:
+        modified_s = (services.media_dir(space_id) / LIVE_PLAYLIST_NAME).stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return time.time() - modified_s <= SEGMENT_STALE_S
 
 
 async def _audience(services: Services, space_id: str) -> dict[str, Any]:
@@ -144,33 +178,33 @@ def _signals(gate: Gate, space_id: str, now_s: float) -> tuple[dict[str, int], i
     return gate.reactions.tally(space_id, now_s), len(gate.reactions.hands(space_id))
 
 
-def _stream(services: Services, space: SpaceRecord, kind: str) -> StreamingResponse:
+async def _stream(services: Services, space: SpaceRecord, kind: str) -> StreamingResponse:
     if space.status == SpaceStatus.ENDED:
         raise SpaceEnded(f"space '{space.id}' has ended; its replay is at /replay/{space.id}/")
-    pipeline = services.origin.pipeline(space.id)
-    if space.status != SpaceStatus.LIVE or pipeline is None or not pipeline.is_on_air:
+    if space.status != SpaceStatus.LIVE:
         raise SpaceNotLive(f"space '{space.id}' is not live yet", retry_after_s=5.0)
-    broadcast = pipeline.adts if kind == "aac" else pipeline.opus
+    chunks = await services.feeds.listen(space.id, kind)
     media_type = "audio/aac" if kind == "aac" else "audio/ogg"
     headers = {
         "Cache-Control": "no-store",
         STREAM_NAME_HEADER: space.title[:200].encode("ascii", "replace").decode(),
         "icy-pub": "0",
         "X-Content-Type-Options": "nosniff",
+        "X-Accel-Buffering": "no",  # an nginx edge passes it through as it comes
     }
-    return StreamingResponse(broadcast.listen(), media_type=media_type, headers=headers)
+    return StreamingResponse(chunks, media_type=media_type, headers=headers)
 
 
 @router.get("/live/{space_id}/stream.aac", summary="Progressive AAC stream (ADTS) for any player")
 async def stream_aac(space_id: str, request: Request) -> StreamingResponse:
     services = _services(request)
-    return _stream(services, services.spaces.get(space_id), "aac")
+    return await _stream(services, services.spaces.get(space_id), "aac")
 
 
 @router.get("/live/{space_id}/stream.opus", summary="Progressive Ogg/Opus stream, full band")
 async def stream_opus(space_id: str, request: Request) -> StreamingResponse:
     services = _services(request)
-    return _stream(services, services.spaces.get(space_id), "opus")
+    return await _stream(services, services.spaces.get(space_id), "opus")
 
 
 @read(
@@ -194,7 +228,7 @@ async def replay_playlist(space_id: str, request: Request) -> Response:
     services = _services(request)
     space = services.spaces.get(space_id)
     _require_ended(space)
-    directory = services.origin.media_dir(space.id)
+    directory = services.media_dir(space.id)
     path = directory / REPLAY_PLAYLIST_NAME
     text = path.read_text() if path.is_file() else replay_text(directory)
     if text is None:
@@ -207,9 +241,9 @@ async def replay_download(space_id: str, request: Request) -> Response:
     services = _services(request)
     space = services.spaces.get(space_id)
     _require_ended(space)
-    path = services.origin.media_dir(space.id) / DOWNLOAD_NAME
+    path = services.media_dir(space.id) / DOWNLOAD_NAME
     if not path.is_file():
-        if (services.origin.media_dir(space.id) / INIT_NAME).is_file():
+        if (services.media_dir(space.id) / INIT_NAME).is_file():
             raise Unavailable("the download file is being prepared", retry_after_s=DOWNLOAD_RETRY_S)
         raise MediaNotFound(f"space '{space.id}' was never on air: there is nothing to download")
     filename = f"rostra-{space.id}.m4a"

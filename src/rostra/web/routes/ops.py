@@ -1,71 +1,42 @@
-"""Operations: /healthz and Prometheus /metrics.
+"""Operations: /healthz and Prometheus /metrics, on listener workers and gates.
 
-Web plane.
+Web plane. A listener worker's /healthz checks what a listener depends on (the origin process,
+segments of every live space, free disk); its /metrics adds the origin's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
-from rostra.media.origin import Origin
+# a listener app sets these on app.state; a gate has neither
+HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+ExtraMetrics = Callable[[], Awaitable[str]]
 
 router = APIRouter(tags=["operations"])
 
 
-class OriginCollector(Collector):
-    """Reads the origin's state at scrape time: nothing to keep in step."""
-
-    def __init__(self, origin: Origin) -> None:
-        self._origin = origin
-
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        pipelines = self._origin.pipelines()
-        on_air = GaugeMetricFamily("rostra_spaces_on_air", "Spaces whose program is on air")
-        on_air.add_metric([], sum(1 for p in pipelines.values() if p.is_on_air))
-        yield on_air
-        voices = GaugeMetricFamily("rostra_voices", "Speakers connected", labels=["space"])
-        streams = GaugeMetricFamily(
-            "rostra_stream_listeners", "Open progressive-stream connections", labels=["space"]
-        )
-        late = CounterMetricFamily(
-            "rostra_mixer_late_ticks", "Mixer ticks past their deadline", labels=["space"]
-        )
-        lateness = GaugeMetricFamily(
-            "rostra_mixer_max_lateness_seconds", "Worst mixer tick lateness", labels=["space"]
-        )
-        dropped = CounterMetricFamily(
-            "rostra_program_frames_dropped", "Program frames the encoder missed", labels=["space"]
-        )
-        ingest = CounterMetricFamily(
-            "rostra_ingest_packets",
-            "Speaker packets by fate: received, lost, recovered (FEC), concealed (PLC), …",
-            labels=["space", "fate"],
-        )
-        for space_id in pipelines:
-            for fate, count in self._origin.ingest_totals(space_id).items():
-                ingest.add_metric([space_id, fate], count)
-        yield ingest
-        for space_id, pipeline in pipelines.items():
-            voices.add_metric([space_id], pipeline.voice_count)
-            streams.add_metric([space_id], self._origin.stream_listeners(space_id))
-            late.add_metric([space_id], pipeline.clock_stats.late_ticks)
-            lateness.add_metric([space_id], pipeline.clock_stats.max_lateness_s)
-            dropped.add_metric([space_id], pipeline.clock_stats.dropped_program_frames)
-        yield from (voices, streams, late, lateness, dropped)
-
-
-@router.get("/healthz", summary="Liveness and readiness")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get(
+    "/healthz",
+    summary="Liveness and readiness: 503 with the failed checks",
+    responses={503: {"description": "a check failed: the body names it"}},
+)
+async def healthz(request: Request) -> JSONResponse:
+    check: HealthCheck | None = getattr(request.app.state, "health_check", None)
+    body = await check() if check is not None else {"status": "ok", "failed": []}
+    status = 200 if body["status"] == "ok" else 503
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
     registry: CollectorRegistry = request.app.state.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    text = generate_latest(registry)
+    extra: ExtraMetrics | None = getattr(request.app.state, "extra_metrics", None)
+    if extra is not None:
+        text += (await extra()).encode()
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

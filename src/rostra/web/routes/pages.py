@@ -5,6 +5,7 @@ Web plane. Pages read the space id from their path and any token from their quer
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -27,7 +28,10 @@ VENDOR_FILES = {
     "swagger-ui-bundle.js": Path("swagger-ui-dist/swagger-ui-bundle.js"),
     "swagger-ui.css": Path("swagger-ui-dist/swagger-ui.css"),
 }
-PAGE_CACHE = "no-cache"
+# pages change with a release only: an edge may keep them briefly
+PAGE_CACHE = "public, max-age=10"
+CHARSET_META = '<meta charset="utf-8">'
+
 STATIC_CACHE = "public, max-age=300"
 MEDIA_TYPES = {
     "js": "text/javascript",
@@ -56,31 +60,42 @@ def find_vendor(relative: Path, start: Path | None = None) -> Path | None:
     return None
 
 
-def _page(name: str) -> HTMLResponse:
-    return HTMLResponse((PAGES_DIR / name).read_text(), headers={"Cache-Control": PAGE_CACHE})
+def _page(name: str, request: Request) -> HTMLResponse:
+    """The page, told where speakers publish: the origin's WHIP endpoint, not this worker."""
+    whip_base = html.escape(_services(request).settings.whip_base_url, quote=True)
+    text = (
+        (PAGES_DIR / name)
+        .read_text()
+        .replace(
+            CHARSET_META,
+            f'{CHARSET_META}\n  <meta name="rostra-whip-base" content="{whip_base}">',
+            1,
+        )
+    )
+    return HTMLResponse(text, headers={"Cache-Control": PAGE_CACHE})
 
 
 @read("/")
-async def home() -> HTMLResponse:
-    return _page("index.html")
+async def home(request: Request) -> HTMLResponse:
+    return _page("index.html", request)
 
 
 @read("/listen/{space_id}")
 async def listen_page(space_id: str, request: Request) -> HTMLResponse:
     _services(request).spaces.get(space_id)
-    return _page("listen.html")
+    return _page("listen.html", request)
 
 
 @read("/host/{space_id}")
 async def host_page(space_id: str, request: Request) -> HTMLResponse:
     _services(request).spaces.get(space_id)
-    return _page("host.html")
+    return _page("host.html", request)
 
 
 @read("/speak/{space_id}")
 async def speak_page(space_id: str, request: Request) -> HTMLResponse:
     _services(request).spaces.get(space_id)
-    return _page("speak.html")
+    return _page("speak.html", request)
 
 
 @read("/static/vendor/{name}")

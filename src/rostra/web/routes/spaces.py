@@ -53,8 +53,8 @@ async def create_space(request: Request) -> JSONResponse:
     space = services.spaces.create(body.title, scheduled_at=body.scheduled_at, is_live=body.live)
     services.invites.mint(space.id)
     services.publish_status(space)
-    if body.live and space.started_at is not None:
-        await services.origin.go_live(space.id, space.started_at)
+    if body.live:
+        await services.origin.sync(space.id)
     return JSONResponse(services.space_json(space, is_private=True), status_code=201)
 
 
@@ -80,8 +80,7 @@ async def start_space(space_id: str, request: Request) -> dict[str, Any]:
     require_admin_or_host(services, request, space_id)
     space = services.spaces.start(space_id)
     services.publish_status(space)
-    assert space.started_at is not None
-    await services.origin.go_live(space.id, space.started_at)
+    await services.origin.sync(space.id)
     return services.space_json(space, is_private=True)
 
 
@@ -92,7 +91,7 @@ async def end_space(space_id: str, request: Request) -> dict[str, Any]:
     require_admin_or_host(services, request, space_id)
     space = services.spaces.end(space_id)
     services.publish_status(space)
-    await services.origin.end(space.id)
+    await services.origin.sync(space.id)
     return services.space_json(space, is_private=True)
 
 
@@ -127,7 +126,7 @@ async def revoke_invite(space_id: str, invite_id: str, request: Request) -> dict
     services.spaces.get(space_id)
     require_admin_or_host(services, request, space_id)
     services.invites.revoke(space_id, invite_id)
-    removed = await services.origin.disconnect_invite(space_id, invite_id)
+    removed = await services.origin.end_invite_sessions(space_id, invite_id)
     return {"revoked": invite_id, "sessions_ended": removed}
 
 
@@ -153,5 +152,5 @@ async def remove_speaker(space_id: str, session_id: str, request: Request) -> Re
     services = _services(request)
     services.spaces.get(space_id)
     require_admin_or_host(services, request, space_id)
-    await services.origin.disconnect(space_id, session_id)
+    await services.origin.remove_speaker(space_id, session_id)
     return Response(status_code=204)

@@ -1,6 +1,6 @@
 """WHIP (RFC 9725): POST an SDP offer to join the stage, DELETE the session resource to leave.
 
-Web plane.
+Web plane (origin process): served on the origin's own port, never by a listener worker.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from starlette.responses import Response
 from rostra.errors import InvalidSdp, MethodNotAllowed
 from rostra.stage.invites import clean_name
 from rostra.web.inputs import bearer, read_body
-from rostra.web.services import Services
+from rostra.web.origin_services import OriginServices
 
 router = APIRouter(tags=["whip"])
 
 SDP_TYPE = "application/sdp"
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
+def _services(request: Request) -> OriginServices:
+    services: OriginServices = request.app.state.services
     return services
 
 
@@ -54,6 +54,7 @@ async def publish(space_id: str, request: Request) -> Response:
         role=credential.role,
         invite_id=credential.invite_id,
     )
+    services.publish(space_id)
     return Response(
         content=answer,
         status_code=201,
@@ -63,7 +64,7 @@ async def publish(space_id: str, request: Request) -> Response:
     )
 
 
-def _ice_links(services: Services) -> dict[str, str]:
+def _ice_links(services: OriginServices) -> dict[str, str]:
     links = [server.link_header() for server in services.origin.ice_servers]
     return {"Link": ", ".join(links)} if links else {}
 
@@ -83,6 +84,7 @@ async def leave(space_id: str, session_id: str, request: Request) -> Response:
     services.spaces.get(space_id)
     services.invites.authorize(bearer(request), space_id, consume=False)
     await services.origin.disconnect(space_id, session_id)
+    services.publish(space_id)
     return Response(status_code=200)
 
 

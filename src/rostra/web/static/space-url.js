@@ -14,6 +14,13 @@ export function absolute(path) {
   return new URL(path, window.location.origin).href;
 }
 
+// Speakers publish to the origin's own WHIP endpoint (another port, or an edge route), which
+// the server names in the page; listener workers never carry the speakers' path.
+export function whipBase() {
+  const meta = document.querySelector('meta[name="rostra-whip-base"]');
+  return (meta && meta.content) || window.location.origin;
+}
+
 export function spaceUrls(spaceId) {
   const id = encodeURIComponent(spaceId);
   return {
@@ -24,7 +31,7 @@ export function spaceUrls(spaceId) {
     state: absolute(`/live/${id}/state.json`),
     replay: absolute(`/replay/${id}/index.m3u8`),
     download: absolute(`/replay/${id}/audio.m4a`),
-    whip: absolute(`/whip/${id}`),
+    whip: `${whipBase()}/whip/${id}`,
     api: `/api/v1/spaces/${id}`,
   };
 }

@@ -1,0 +1,70 @@
+"""The playlists a listener worker serves from the data folder without the origin: the master
+playlist and the replay (VOD) playlist of a recording.
+
+Media plane. Imports no codec library (no PyAV, no aiortc): listener workers load it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rostra.media.audio import SAMPLE_RATE_HZ
+from rostra.media.codecs import (
+    AAC_CODECS,
+    AAC_FRAME_SAMPLES,
+    BANDWIDTH_BPS,
+    SEGMENT_DURATION_S,
+    TARGET_DURATION_S,
+)
+from rostra.media.hls.playlist import SegmentRef, master_playlist, media_playlist
+from rostra.media.record import (
+    INIT_NAME,
+    LIVE_PLAYLIST_NAME,
+    recorded_segments,
+    segment_name,
+)
+
+# the bytes after a box type that hold a trun's sample count: version+flags (4), count (4)
+_TRUN_COUNT_OFFSET = 8
+_TRUN_COUNT_BYTES = 4
+# moof, mfhd, traf, tfhd, tfdt and the trun's head fit well within this
+_HEAD_BYTES = 512
+
+
+def master_text() -> str:
+    return master_playlist(
+        media_uri=LIVE_PLAYLIST_NAME, bandwidth_bps=BANDWIDTH_BPS, codecs=AAC_CODECS
+    )
+
+
+def replay_text(directory: Path) -> str | None:
+    """A VOD playlist of every segment recorded in `directory`, or None if there are none."""
+    numbers = recorded_segments(directory)
+    if not numbers:
+        return None
+    # positions, not file numbers: a segment lost in a crash leaves no hole in the playlist; each
+    # one's true length, since a stop or restart cuts the segment in flight short
+    refs = [
+        SegmentRef(segment_name(n), segment_duration_s(directory / segment_name(n)), i)
+        for i, n in enumerate(numbers)
+    ]
+    return media_playlist(
+        segments=refs,
+        target_duration_s=TARGET_DURATION_S,
+        init_uri=INIT_NAME,
+        is_ended=True,
+        is_vod=True,
+    )
+
+
+def segment_duration_s(path: Path) -> float:
+    """A segment may be short (the last, or one cut by a restart); its true length is the sample
+    count of its trun, every sample one AAC frame."""
+    with path.open("rb") as handle:
+        data = handle.read(_HEAD_BYTES)
+    index = data.find(b"trun")
+    start = index + _TRUN_COUNT_OFFSET
+    if index < 0 or len(data) < start + _TRUN_COUNT_BYTES:
+        return SEGMENT_DURATION_S
+    count = int.from_bytes(data[start : start + _TRUN_COUNT_BYTES], "big")
+    return count * AAC_FRAME_SAMPLES / SAMPLE_RATE_HZ if count else SEGMENT_DURATION_S

@@ -1,0 +1,61 @@
+"""Prometheus collectors of the origin process: spaces on air, voices, the mixer's clock, dropped
+program frames, speaker packets by fate, and each pipeline's health.
+
+Web plane (origin process). Listener workers append this text to their own /metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from rostra.media.origin import Origin
+
+
+class OriginCollector(Collector):
+    """Reads the origin's state at scrape time: nothing to keep in step."""
+
+    def __init__(self, origin: Origin) -> None:
+        self._origin = origin
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        pipelines = self._origin.pipelines()
+        on_air = GaugeMetricFamily("rostra_spaces_on_air", "Spaces whose program is on air")
+        on_air.add_metric([], sum(1 for p in pipelines.values() if p.is_on_air))
+        yield on_air
+        voices = GaugeMetricFamily("rostra_voices", "Speakers connected", labels=["space"])
+        late = CounterMetricFamily(
+            "rostra_mixer_late_ticks", "Mixer ticks past their deadline", labels=["space"]
+        )
+        lateness = GaugeMetricFamily(
+            "rostra_mixer_max_lateness_seconds", "Worst mixer tick lateness", labels=["space"]
+        )
+        dropped = CounterMetricFamily(
+            "rostra_program_frames_dropped", "Program frames the encoder missed", labels=["space"]
+        )
+        ingest = CounterMetricFamily(
+            "rostra_ingest_packets",
+            "Speaker packets by fate: received, lost, recovered (FEC), concealed (PLC), …",
+            labels=["space", "fate"],
+        )
+        for space_id in pipelines:
+            for fate, count in self._origin.ingest_totals(space_id).items():
+                ingest.add_metric([space_id, fate], count)
+        yield ingest
+        for space_id, pipeline in pipelines.items():
+            voices.add_metric([space_id], pipeline.voice_count)
+            late.add_metric([space_id], pipeline.clock_stats.late_ticks)
+            lateness.add_metric([space_id], pipeline.clock_stats.max_lateness_s)
+            dropped.add_metric([space_id], pipeline.clock_stats.dropped_program_frames)
+        yield from (voices, late, lateness, dropped)
+        degraded = GaugeMetricFamily(
+            "rostra_space_degraded",
+            "1 while its pipeline reports a problem",
+            labels=["space"],
+        )
+        for space_id in pipelines:
+            health = self._origin.health(space_id)
+            degraded.add_metric([space_id], 0 if health is None or health.is_ok else 1)
+        yield degraded
