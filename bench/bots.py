@@ -10,7 +10,7 @@ import asyncio
 import fractions
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote, urljoin
 
@@ -200,10 +200,14 @@ async def join(
     name: str,
     tap: ReturnTap,
     stock_playout: bool = False,
+    whip_url: str | None = None,
 ) -> Bot:
     """Publish `track` over WHIP and tap the mix-minus; with `stock_playout`, aiortc's own
-    jitter buffer and decoder still feed the received track (`Bot.returned`)."""
+    jitter buffer and decoder still feed the received track (`Bot.returned`). The endpoint is
+    `whip_url` when given (the space's own `whip_url`), else derived from the invite link."""
     target = whip_target(invite_url)
+    if whip_url is not None:
+        target = replace(target, endpoint=whip_url)
     restrict_ice_host_addresses(["127.0.0.1"])
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     transceiver = pc.addTransceiver(track, direction="sendrecv")

@@ -56,6 +56,8 @@ __all__ = [
     "metric_values",
     "percentiles",
     "prioritize_clients",
+    "process_sample",
+    "process_tree",
     "running_server",
     "write_results",
 ]
@@ -78,11 +80,26 @@ def _renice(pid: int, niceness: int) -> None:
 
 
 @contextlib.contextmanager
+def _thread_niceness(niceness: int) -> Iterator[None]:
+    """The calling thread at `niceness` for the block (processes it starts inherit it)."""
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    with contextlib.suppress(PermissionError):
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(PermissionError):
+            os.setpriority(os.PRIO_PROCESS, 0, before)
+
+
+@contextlib.contextmanager
 def running_server(extra_env: dict[str, str] | None = None) -> Iterator[Server]:
     """A `rostra serve` process on a free loopback port, with its data in a temporary folder,
     at the niceness this benchmark started with."""
     with tempfile.TemporaryDirectory(prefix="rostra-bench-") as folder:
-        server = start_server(Path(folder) / "data", extra_env=extra_env)
+        # a supervisor's children inherit the niceness of the thread that started it
+        with _thread_niceness(STARTING_NICENESS):
+            server = start_server(Path(folder) / "data", extra_env=extra_env)
         _renice(server.process.pid, STARTING_NICENESS)
         try:
             yield server
@@ -135,6 +152,52 @@ class CpuMeter:
         figures.update(
             cpu_s=round(cpu_s, 3), wall_s=round(wall_s, 3), core_pct=round(100 * cpu_s / wall_s, 2)
         )
+
+
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every live descendant (children of a supervisor, their children...), read from
+    the parent field of /proc/*/stat; the root first."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (entry / "stat").read_text()
+            parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+            parents.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        member = pending.pop(0)
+        found.append(member)
+        pending += sorted(parents.get(member, []))
+    return found
+
+
+def process_sample(pid: int) -> dict[str, Any] | None:
+    """One process now: its command line, resident memory (VmRSS), open file descriptors, CPU
+    seconds (user + system, all threads), niceness and the cores it may run on; None once gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        cores = sorted(os.sched_getaffinity(pid))
+    except (OSError, ValueError):
+        return None
+    rss_kb = next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
+    )
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return {
+        "pid": pid,
+        "command": command.strip()[:160],
+        "rss_mb": round(rss_kb / 1024, 2),
+        "fds": fds,
+        "cpu_s": (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_S,
+        "nice": int(fields[16]),
+        "threads": int(fields[17]),
+        "cores": cores,
+    }
 
 
 def percentiles(values: Sequence[float], points: Sequence[int] = (50, 95)) -> dict[str, float]:

@@ -62,6 +62,7 @@ def start_server(
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
     whip_port: int | None = None,
+    ready_status: int = 200,
 ) -> Server:
     """`rostra serve` on `port` (default: a free one); give the port and data folder of a killed
     server to start it again as a supervisor would."""
@@ -95,7 +96,7 @@ def start_server(
         if process.poll() is not None:
             raise RuntimeError(f"server exited: {log_path.read_text()}")
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+            if httpx.get(url + "/healthz", timeout=1).status_code == ready_status:
                 return Server(
                     url=url, data=data, process=process, log_path=log_path, whip_port=whip_port
                 )

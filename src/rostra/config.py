@@ -56,7 +56,7 @@ class Settings:
     whip_port: int = 0
     whip_public_url: str = ""
     # listener workers yield the CPU to the origin on a shared machine (0: same priority)
-    worker_nice: int = 10
+    worker_nice: int = 5
     # the listener side is bounded: connections per worker, time to send request headers,
     # progressive-stream listeners per worker
     max_connections: int = 4_000

@@ -1,20 +1,26 @@
 """Imports flow one way: foundation ← store ← stage/audience; media imports only the foundation;
-web and cli are the composition roots; only web imports FastAPI/Starlette."""
+web and cli are the composition roots; only web imports FastAPI/Starlette. The listener side (a
+listener worker, `rostra gate`) never loads the media libraries: checked in a fresh interpreter."""
 
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "rostra"
-FOUNDATION = {"errors", "ids", "clock", "config", "log", "__init__", "__main__"}
+FOUNDATION = {"errors", "ids", "clock", "config", "log", "ice_hosts", "__init__", "__main__"}
 ALLOWED = {
     "foundation": {"foundation"},
     "store": {"foundation", "store"},
     "stage": {"foundation", "store", "stage"},
     "audience": {"foundation", "store", "audience"},
     "media": {"foundation", "media"},
-    "rehearse": {"foundation", "rehearse", "media"},
+    "rehearse": {"foundation", "rehearse"},
     "web": {"foundation", "store", "stage", "audience", "media", "web"},
     "cli": {"foundation", "store", "stage", "audience", "media", "web", "cli", "rehearse"},
 }
@@ -66,3 +72,38 @@ def test_media_plane_never_imports_http_or_storage_clients() -> None:
     for path in (PACKAGE / "media").rglob("*.py"):
         forbidden = {"httpx", "redis", "sqlite3"} & {m.split(".")[0] for m in imports_of(path)}
         assert not forbidden, f"{path.name} imports {forbidden}"
+
+
+MEDIA_LIBRARIES = ("aiortc", "av")
+# Settings built directly: the gate's Redis client connects lazily, so no server is needed
+LISTENER_SIDE_APPS = {
+    "gate": (
+        "from rostra.config import Settings\n"
+        "from rostra.web.gate_app import create_gate_app\n"
+        "create_gate_app(Settings(redis='redis://127.0.0.1:9/0', signing_secret='s' * 43,"
+        " data=DATA))\n"
+    ),
+    "listener worker": (
+        "from rostra.config import Settings\n"
+        "from rostra.web.app import create_listener_app\n"
+        "create_listener_app(Settings(admin_token='a' * 43, signing_secret='s' * 43,"
+        " data=DATA))\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("app", sorted(LISTENER_SIDE_APPS))
+def test_listener_side_apps_never_load_the_media_libraries(app: str, tmp_path: Path) -> None:
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        f"DATA = Path({str(tmp_path)!r})\n"
+        + LISTENER_SIDE_APPS[app]
+        + f"print(json.dumps([m for m in {MEDIA_LIBRARIES!r} if m in sys.modules]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded == [], f"the {app} app loads {loaded}"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from rostra.audience.gate import Gate
+from rostra.audience.gate import STATUS_CACHE_ENTRIES, Gate
 from rostra.audience.presence import PresenceService
 from rostra.audience.tickets import TicketSigner
 from rostra.clock import ManualClock
@@ -50,7 +50,7 @@ class Statuses:
         raise AssertionError("the gate never writes a status")
 
 
-def make_gate() -> tuple[Gate, Spy, Spy, Statuses]:
+def make_gate(**options: Any) -> tuple[Gate, Spy, Spy, Statuses]:
     clock = ManualClock()
     presence_store = Spy(MemoryPresenceStore(SlidingWindow(window_s=30, slices=6)))
     reactions = Spy(MemoryReactionStore())
@@ -64,6 +64,7 @@ def make_gate() -> tuple[Gate, Spy, Spy, Statuses]:
         ticket_ttl_s=3600,
         heartbeat_interval_s=20,
         reactions_per_10s=3,
+        **options,
     )
     return gate, presence_store, reactions, statuses
 
@@ -113,3 +114,38 @@ def test_only_open_spaces_admit_and_reactions_are_limited_per_ticket() -> None:
     assert limited.value.retry_after_s is not None
     gate.flush()
     assert reactions.inner.tally(SPACE, gate._now_s()) == {"👏": 3}
+
+
+def test_status_cache_is_bounded_and_forgets_the_least_recently_asked_space() -> None:
+    gate, _, _, statuses = make_gate(status_cache_entries=100)
+    assert gate.status(SPACE) == "live"
+    unknown = [f"unknown{number:05d}" for number in range(1_000)]  # well formed, never created
+    for number, space_id in enumerate(unknown):
+        assert gate.status(space_id) is None
+        if number % 50 == 0:
+            gate.status(SPACE)  # listeners keep asking about the live space
+    assert len(gate.status_cache) == 100
+    assert statuses.calls == 1 + len(unknown), "the live space was forgotten while in use"
+    reads = statuses.calls
+    assert gate.status(SPACE) == "live"
+    assert gate.status(unknown[-1]) is None
+    assert statuses.calls == reads, "recently asked spaces are still cached"
+    gate.status(unknown[0])
+    assert statuses.calls == reads + 1, "the least recently asked space was forgotten"
+
+
+def test_status_cache_holds_ten_thousand_spaces_by_default() -> None:
+    gate, _, _, _ = make_gate()
+    for number in range(STATUS_CACHE_ENTRIES + 500):
+        gate.status(f"unknown{number:05d}")
+    assert len(gate.status_cache) == STATUS_CACHE_ENTRIES == 10_000
+
+
+def test_cached_status_is_read_again_after_a_second() -> None:
+    gate, _, _, statuses = make_gate()
+    gate.status(SPACE)
+    gate.status(SPACE)
+    assert statuses.calls == 1
+    gate._clock.advance(1.0)  # type: ignore[attr-defined]
+    gate.status(SPACE)
+    assert statuses.calls == 2

@@ -143,10 +143,13 @@ def test_reactions_and_hands_reach_state_json(gate_server: Server) -> None:
     assert httpx.post(base + "/hand", headers=auth).status_code == 204
     assert httpx.delete(base + "/hand", headers=auth).status_code == 204
     assert httpx.post(base + "/hand", headers=auth).status_code == 204
-    limited = [
-        httpx.post(base + "/reactions", json={"emoji": "🔥"}, headers=auth).status_code
-        for _ in range(10)
-    ]
+    # one keep-alive connection, as a browser has: its requests reach one listener worker, which
+    # limits reactions per ticket (docs/audience.md says what N workers allow at most)
+    with httpx.Client() as client:
+        limited = [
+            client.post(base + "/reactions", json={"emoji": "🔥"}, headers=auth).status_code
+            for _ in range(10)
+        ]
     assert 429 in limited
     shown = state(gate_server, space["id"])
     assert shown["reactions"]["👏"] == 3
@@ -187,7 +190,16 @@ def test_metrics_report_gate_traffic_and_the_count(gate_server: Server) -> None:
     assert beat(gate_server, space["id"], ticket).status_code in (200, 204)
     assert beat(gate_server, space["id"], "junk").status_code == 401
     state(gate_server, space["id"])
+    # any worker answers for all: each publishes its own every second
+    wanted = (
+        'rostra_gate_requests_total{kind="heartbeats"} 1.0',
+        f'rostra_listeners{{space="{space["id"]}"}} 1.0',
+    )
+    deadline = time.monotonic() + 5
     metrics = httpx.get(gate_server.url + "/metrics").text
+    while not all(line in metrics for line in wanted) and time.monotonic() < deadline:
+        time.sleep(0.3)
+        metrics = httpx.get(gate_server.url + "/metrics").text
     assert 'rostra_gate_requests_total{kind="joins"} 1.0' in metrics
     assert 'rostra_gate_requests_total{kind="heartbeats"} 1.0' in metrics
     assert 'rostra_gate_rejections_total{reason="ticket-invalid"} 1.0' in metrics

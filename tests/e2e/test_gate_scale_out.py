@@ -87,7 +87,7 @@ async def join_and_beat(gates: list[str], space_id: str, count: int) -> None:
         await asyncio.gather(*(one(client, n) for n in range(count)))
 
 
-def wait_for_count(server: Server, space_id: str, at_least: int, timeout_s: float = 10) -> dict:  # type: ignore[type-arg]
+def wait_for_count(server: Server, space_id: str, at_least: int, timeout_s: float = 30) -> dict:  # type: ignore[type-arg]
     deadline = time.monotonic() + timeout_s
     state: dict = {}  # type: ignore[type-arg]
     while time.monotonic() < deadline:

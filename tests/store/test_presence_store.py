@@ -1,9 +1,13 @@
-"""One suite, every presence store backend: the in-process sketches and a real redis-server."""
+"""One suite, every presence store backend: the in-process sketches, the SQLite file shared by the
+worker processes of one machine, and a real redis-server."""
 
 from __future__ import annotations
 
 import random
+import sqlite3
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -16,6 +20,7 @@ from rostra.store.presence import (
 )
 from rostra.store.presence_memory import MemoryPresenceStore, sketch_max_bytes
 from rostra.store.presence_redis import RedisPresenceStore, slice_key
+from rostra.store.presence_sqlite import SqlitePresenceStore
 from tests.redis_server import RedisServer
 
 WINDOW = SlidingWindow(window_s=30.0, slices=6)
@@ -30,11 +35,13 @@ def listener_ids(count: int, *, seed: int) -> list[str]:
     return [f"{generator.getrandbits(128):032x}" for _ in range(count)]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[PresenceStore]:
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PresenceStore]:
     backend: PresenceStore
     if request.param == "memory":
         backend = MemoryPresenceStore(WINDOW)
+    elif request.param == "sqlite":
+        backend = SqlitePresenceStore(tmp_path / "audience.sqlite3", WINDOW)
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         backend = RedisPresenceStore(server.url, WINDOW)
@@ -137,18 +144,87 @@ def test_memory_sketch_never_exceeds_its_stated_size() -> None:
     assert store.memory_bytes(SPACE, T0) <= sketch_max_bytes() < 17 * 1024
 
 
-def test_two_gate_workers_on_one_redis_share_one_count(redis_server: RedisServer) -> None:
-    first = RedisPresenceStore(redis_server.url, WINDOW)
-    second = RedisPresenceStore(redis_server.url, WINDOW)
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_by_two(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[PresenceStore]]:
+    """Two stores as two gate workers open them: one SQLite file, or one redis-server."""
+    stores: list[PresenceStore]
+    if request.param == "sqlite":
+        stores = [SqlitePresenceStore(tmp_path / "audience.sqlite3", WINDOW) for _ in range(2)]
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        stores = [RedisPresenceStore(server.url, WINDOW) for _ in range(2)]
+    yield stores
+    for store in stores:
+        store.close()
+
+
+def test_two_gate_workers_on_one_store_share_one_count(
+    shared_by_two: list[PresenceStore],
+) -> None:
+    first, second = shared_by_two
     ids = listener_ids(30, seed=4)
     first.add_heartbeats(SPACE, ids[:20], T0)
     second.add_heartbeats(SPACE, ids[10:], T0 + 1)
+    first.add_admissions(SPACE, ids[:3], T0 + 1)
+    second.add_admissions(SPACE, ids[2:5], T0 + 1)
     assert first.count(SPACE, T0 + 2).listeners == second.count(SPACE, T0 + 2).listeners == 30
+    assert first.count(SPACE, T0 + 2).admitted == 5
     later_s = T0 + 3 * WINDOW.window_s
     second.add_heartbeats(SPACE, ids[:5], later_s)
     assert second.count(SPACE, later_s).peak == 30  # one worker's low count never lowers the peak
-    first.close()
-    second.close()
+
+
+def test_workers_writing_the_same_slice_at_once_lose_no_listener(
+    shared_by_two: list[PresenceStore],
+) -> None:
+    ids = listener_ids(4_000, seed=5)
+
+    def beat(store: PresenceStore, mine: list[str]) -> None:
+        for start in range(0, len(mine), 10):  # 200 flushes of 10 ids, into one slice
+            store.add_heartbeats(SPACE, mine[start : start + 10], T0 + start / 10_000)
+
+    workers = [
+        threading.Thread(target=beat, args=(store, ids[part::2]))
+        for part, store in enumerate(shared_by_two)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    count = shared_by_two[0].count(SPACE, T0 + 1)
+    assert abs(count.listeners - len(ids)) <= 3 * count.error * len(ids), count
+
+
+def test_sqlite_slices_and_forgotten_spaces_are_deleted(tmp_path: Path) -> None:
+    path = tmp_path / "audience.sqlite3"
+    store = SqlitePresenceStore(path, WINDOW, space_ttl_s=3600)
+    store.add_heartbeats(SPACE, ["a" * 32], T0)
+    store.add_admissions(SPACE, ["a" * 32], T0)
+    store.add_heartbeats("other0000000", ["b" * 32], T0 + WINDOW.window_s + WINDOW.slice_s)
+    database = sqlite3.connect(path)
+    slices = database.execute("SELECT space_id FROM presence_slices").fetchall()
+    assert slices == [("other0000000",)]  # the first space's slice left the window
+    store.add_heartbeats("other0000000", ["b" * 32], T0 + 3601)
+    spaces = database.execute("SELECT space_id FROM presence_spaces").fetchall()
+    assert spaces == [("other0000000",)]  # untouched for longer than its TTL: peak forgotten
+    database.close()
+    store.close()
+
+
+def test_sqlite_write_lock_held_too_long_is_presence_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "audience.sqlite3"
+    store = SqlitePresenceStore(path, WINDOW, busy_timeout_s=0.1)
+    store.add_heartbeats(SPACE, ["a" * 32], T0)
+    other_process = sqlite3.connect(path, isolation_level=None)
+    other_process.execute("BEGIN IMMEDIATE")  # a writer that holds the lock and never lets go
+    with pytest.raises(PresenceUnavailable):
+        store.add_heartbeats(SPACE, ["b" * 32], T0 + 1)
+    assert store.count(SPACE, T0 + 1).listeners == 1  # WAL: reads never wait for the writer
+    other_process.execute("ROLLBACK")
+    other_process.close()
+    store.add_heartbeats(SPACE, ["b" * 32, "c" * 32], T0 + 2)
+    assert store.count(SPACE, T0 + 2).listeners == 3
+    store.close()
 
 
 def test_redis_slices_expire_after_the_window(redis_server: RedisServer) -> None:

@@ -36,7 +36,9 @@ async def post_sdp(server: Server, space_id: str, body: bytes, token: str, **hea
     merged = {"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"}
     merged.update(headers)
     async with httpx.AsyncClient(timeout=30) as client:
-        return await client.post(f"{server.whip_base}/whip/{space_id}", content=body, headers=merged)
+        return await client.post(
+            f"{server.whip_base}/whip/{space_id}", content=body, headers=merged
+        )
 
 
 async def test_whip_rejects_bad_offers_and_credentials(server: Server) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
@@ -31,6 +30,8 @@ REACTIONS = ("👏", "❤️", "😂", "🔥", "👍", "😮", "🙏", "🎉", "
 REACTION_PERIOD_S = 10.0
 HEARTBEAT_JITTER = 0.25
 STATUS_CACHE_S = 1.0
+# spaces whose status a worker remembers; past it the least recently asked is forgotten
+STATUS_CACHE_ENTRIES = 10_000
 RATE_LIMITED_LISTENERS = 100_000
 # renew a ticket when less than this share of its life is left
 RENEW_BELOW = 0.25
@@ -70,6 +71,34 @@ class ReactionLimiter:
             return None
 
 
+class StatusCache:
+    """Space statuses read from the store, each kept STATUS_CACHE_S, at most `max_entries` of
+    them: any well-formed id may be asked for, so the least recently asked is forgotten first."""
+
+    def __init__(self, max_entries: int = STATUS_CACHE_ENTRIES) -> None:
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, space_id: str) -> tuple[float, str | None] | None:
+        """(read at, status) if cached, however old."""
+        with self._lock:
+            entry = self._entries.get(space_id)
+            if entry is not None:
+                self._entries.move_to_end(space_id)
+            return entry
+
+    def put(self, space_id: str, read_at_s: float, status: str | None) -> None:
+        with self._lock:
+            self._entries[space_id] = (read_at_s, status)
+            self._entries.move_to_end(space_id)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+
+
 class Gate:
     def __init__(
         self,
@@ -82,6 +111,7 @@ class Gate:
         ticket_ttl_s: int,
         heartbeat_interval_s: float,
         reactions_per_10s: int,
+        status_cache_entries: int = STATUS_CACHE_ENTRIES,
     ) -> None:
         self.tickets = tickets
         self.presence = presence
@@ -91,7 +121,7 @@ class Gate:
         self._ticket_ttl_s = ticket_ttl_s
         self._heartbeat_interval_s = heartbeat_interval_s
         self._limiter = ReactionLimiter(reactions_per_10s)
-        self._status_cache: dict[str, tuple[float, str | None]] = {}
+        self.status_cache = StatusCache(status_cache_entries)
         self._pending_reactions: dict[str, Counter[str]] = {}
         self._reactions_lock = threading.Lock()
         self.counters: Counter[str] = Counter()
@@ -103,8 +133,8 @@ class Gate:
         """The space's status from the store, cached a second per worker."""
         if not is_space_id(space_id):
             return None
-        cached = self._status_cache.get(space_id)
-        now = time.monotonic()
+        cached = self.status_cache.get(space_id)
+        now = self._clock.monotonic_s()
         if cached is not None and now - cached[0] < STATUS_CACHE_S:
             return cached[1]
         try:
@@ -113,7 +143,7 @@ class Gate:
             if cached is None:
                 raise
             return cached[1]  # the store is away: keep admitting to what we knew was open
-        self._status_cache[space_id] = (now, status)
+        self.status_cache.put(space_id, now, status)
         return status
 
     def heartbeat_interval_s(self) -> float:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from rostra.cli import gate, serve, space, speak
+from rostra.cli import edge, gate, serve, space, speak
 
 app = typer.Typer(
     help="Rostra: large live audio conversations, self-hosted.",
@@ -18,6 +18,7 @@ app.command("serve", help="Run the server: origin, API and pages on one machine.
 app.command("gate", help="Run the listener-write API alone, on Redis (scale-out).")(gate.gate)
 app.add_typer(space.app, name="space", help="Create, start, end, list spaces; mint invites.")
 app.command("speak", help="Publish a file or a tone to a space over WHIP.")(speak.speak)
+app.command("edge", help="Run the nginx edge (HTTP cache) in front of the origin.")(edge.edge)
 
 
 def main() -> None:

@@ -60,6 +60,13 @@ def serve(
         int | None,
         typer.Option(help="The origin's WHIP port; default: port + 1 [env ROSTRA_WHIP_PORT]"),
     ] = None,
+    whip_public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Base of printed whip_url values; default: the public URL (an edge routes "
+            "/whip/ to the WHIP port), else the WHIP port [env ROSTRA_WHIP_PUBLIC_URL]"
+        ),
+    ] = None,
 ) -> None:
     """SIGTERM or Ctrl-C stops the server and leaves live spaces live: the next start puts them
     back on air. Only `rostra space end` ends a space."""
@@ -74,6 +81,7 @@ def serve(
             "redis": redis,
             "workers": workers,
             "whip_port": whip_port,
+            "whip_public_url": whip_public_url,
         }
     )
     settings, created = with_secrets(settings)

@@ -1,4 +1,5 @@
 """`rostra speak`: publish a file or a tone to a space over WHIP; optionally record the return.
+Streams in constant memory and re-publishes by itself when the origin restarts.
 
 CLI.
 """
@@ -12,8 +13,9 @@ from typing import Annotated
 
 import typer
 
-from rostra.rehearse.speaker import SpeakError, load_pcm, tone
-from rostra.rehearse.speaker import speak as speak_pcm
+from rostra.rehearse.frames import FileSource, FrameSource, ToneSource
+from rostra.rehearse.speaker import SpeakError
+from rostra.rehearse.speaker import speak as speak_source
 
 DEFAULT_TONE_S = 10.0
 
@@ -25,7 +27,10 @@ def speak(
     file: Annotated[Path | None, typer.Option(help="Audio file to send (wav, mp3, …)")] = None,
     tone_hz: Annotated[float | None, typer.Option("--tone", help="Send a sine tone (Hz)")] = None,
     name: Annotated[str, typer.Option(help="Name shown on stage")] = "",
-    seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
+    seconds: Annotated[
+        float | None,
+        typer.Option(help="Stop after this many seconds (re-publishing after a lost origin too)"),
+    ] = None,
     record_return: Annotated[
         Path | None, typer.Option(help="Save the mix-minus heard back to this WAV file")
     ] = None,
@@ -33,19 +38,25 @@ def speak(
     if (file is None) == (tone_hz is None):
         typer.echo("give exactly one of --file F or --tone HZ", err=True)
         raise typer.Exit(2)
+    source: FrameSource
     if file is not None:
         if not file.is_file():
             typer.echo(f"no such file: {file}", err=True)
             raise typer.Exit(2)
-        pcm = load_pcm(file)
-        if seconds is not None:
-            pcm = pcm[: int(seconds * 48_000)]
+        source = FileSource(file, duration_s=seconds)
     else:
         assert tone_hz is not None
-        pcm = tone(tone_hz, seconds or DEFAULT_TONE_S)
+        seconds = seconds or DEFAULT_TONE_S
+        source = ToneSource(tone_hz, seconds)
     try:
-        result = asyncio.run(speak_pcm(invite_url, pcm, name=name, record_return=record_return))
+        result = asyncio.run(
+            speak_source(invite_url, source, name=name, record_return=record_return, run_s=seconds)
+        )
     except SpeakError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
+    if result["ended"] == "closed-by-server":
+        typer.echo(
+            "the server ended this speaker's session (removed, or the space ended)", err=True
+        )
     typer.echo(json.dumps(result))

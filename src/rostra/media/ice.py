@@ -1,27 +1,17 @@
-"""Which host addresses ICE offers. aioice leaves out loopback; a server bound to loopback, and
-tests that must keep their traffic on 127.0.0.1, offer exactly the addresses they are given.
+"""The STUN/TURN servers a WHIP server names to its clients. Which host addresses ICE offers
+(loopback included) is decided in the foundation module `rostra.ice_hosts`, re-exported here.
 
 Media plane.
 """
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aioice.ice
+# the client needs these too (rehearse/ must not import media/): they live in the foundation
+from rostra.ice_hosts import LOOPBACK_NAMES, is_loopback, restrict_ice_host_addresses
 
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+__all__ = ["LOOPBACK_NAMES", "IceServer", "is_loopback", "restrict_ice_host_addresses"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +40,3 @@ class IceServer:
             value += f'; username="{self.username}"; credential="{self.credential}"'
             value += '; credential-type="password"'
         return value
-
-
-def restrict_ice_host_addresses(addresses: Sequence[str]) -> None:
-    """Offer only these host addresses as ICE candidates (process-wide: aioice has no option)."""
-    if not addresses:
-        return
-    chosen = list(addresses)
-
-    def host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
-
-    aioice.ice.get_host_addresses = host_addresses

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from rostra.clock import Clock
 from rostra.errors import SpeakerNotFound, StageFull
 from rostra.ids import new_session_id
 from rostra.media.health import PipelineHealth
@@ -63,6 +64,8 @@ class Origin:
         window_segments: int = 6,
         drop_rate: float = 0.0,
         drop_seed: int = 0,
+        clock: Clock | None = None,
+        is_self_clocked: bool = True,
     ) -> None:
         self._root = media_root
         self.ice_servers = tuple(IceServer.parse(entry) for entry in ice_servers)
@@ -70,6 +73,9 @@ class Origin:
         self._window = window_segments
         self._drop_rate = drop_rate
         self._drop_seed = drop_seed
+        # tests drive the pipelines' mixers by hand on a manual clock
+        self._clock = clock
+        self._is_self_clocked = is_self_clocked
         self._pipelines: dict[str, SpacePipeline] = {}
         self._sessions: dict[str, dict[str, _Session]] = {}
         self._reserved: dict[str, int] = {}
@@ -105,6 +111,8 @@ class Origin:
                 self.media_dir(space_id),
                 asyncio.get_running_loop(),
                 window_segments=self._window,
+                clock=self._clock,
+                is_self_clocked=self._is_self_clocked,
             )
             self._pipelines[space_id] = pipeline
         return pipeline
@@ -241,8 +249,10 @@ class Origin:
         if self._watchdog is not None:
             self._watchdog.cancel()
         on_air = [sid for sid, p in self._pipelines.items() if p.is_on_air]
+        # speakers' connections are left to die with the process, never closed: a closed one
+        # tells a client it was removed, a dead one that it should publish again
+        self._sessions.clear()
         for space_id in list(self._pipelines):
-            await self._close_space(space_id)
             pipeline = self._pipelines.pop(space_id)
             await asyncio.to_thread(pipeline.stop, is_ending=False)
         if self._background:

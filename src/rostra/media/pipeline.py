@@ -71,6 +71,8 @@ class ClockStats:
 
     ticks: int = 0
     late_ticks: int = 0
+    # late by more than one frame (20 ms): the tick a listener could hear
+    late_ticks_over_frame: int = 0
     max_lateness_s: float = 0.0
     resyncs: int = 0
     dropped_program_frames: int = 0
@@ -286,6 +288,8 @@ class SpacePipeline:
             lateness = self._clock.monotonic_s() - deadline
             if lateness > 0:
                 stats.late_ticks += 1
+                if lateness > FRAME_DURATION_S:
+                    stats.late_ticks_over_frame += 1
                 stats.max_lateness_s = max(stats.max_lateness_s, lateness)
                 if lateness > RESYNC_AFTER_S:
                     stats.resyncs += 1

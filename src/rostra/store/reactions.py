@@ -11,7 +11,11 @@ from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Protocol
 
+from rostra.errors import HandQueueFull
+
 REACTION_WINDOW_S = 10.0
+# raised hands kept per space: far more than a host can read, and a bound on what listeners write
+HANDS_MAX = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +32,8 @@ class ReactionStore(Protocol):
         """Reactions by emoji over the last REACTION_WINDOW_S seconds."""
 
     def raise_hand(self, space_id: str, listener_id: str, now_s: float) -> None:
-        """Join the hand queue (once: a second raise keeps the first place)."""
+        """Join the hand queue (once: a second raise keeps the first place); HandQueueFull when
+        the queue already holds `hands_max` other hands."""
 
     def lower_hand(self, space_id: str, listener_id: str) -> None: ...
 
@@ -38,9 +43,16 @@ class ReactionStore(Protocol):
     def close(self) -> None: ...
 
 
+def hand_queue_full(space_id: str, hands_max: int) -> HandQueueFull:
+    return HandQueueFull(
+        f"space '{space_id}' keeps at most {hands_max} raised hands; {hands_max} are raised"
+    )
+
+
 class MemoryReactionStore:
-    def __init__(self, window_s: float = REACTION_WINDOW_S) -> None:
+    def __init__(self, window_s: float = REACTION_WINDOW_S, *, hands_max: int = HANDS_MAX) -> None:
         self._window_s = window_s
+        self._hands_max = hands_max
         self._lock = threading.Lock()
         self._events: dict[str, deque[tuple[float, dict[str, int]]]] = {}
         self._hands: dict[str, dict[str, float]] = {}
@@ -68,7 +80,10 @@ class MemoryReactionStore:
 
     def raise_hand(self, space_id: str, listener_id: str, now_s: float) -> None:
         with self._lock:
-            self._hands.setdefault(space_id, {}).setdefault(listener_id, now_s)
+            hands = self._hands.setdefault(space_id, {})
+            if listener_id not in hands and len(hands) >= self._hands_max:
+                raise hand_queue_full(space_id, self._hands_max)
+            hands.setdefault(listener_id, now_s)
 
     def lower_hand(self, space_id: str, listener_id: str) -> None:
         with self._lock:

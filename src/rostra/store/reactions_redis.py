@@ -1,8 +1,9 @@
 """Redis reactions, hands and space statuses: shared by every gate worker and the origin.
 
 Storage plane. Reactions go into per-second hashes (`HINCRBY`) that expire after the window; a
-tally sums the last window's hashes. The hand queue is a sorted set by raise time (`ZADD NX`
-keeps the first place). Failures surface as StoreUnavailable.
+tally sums the last window's hashes. The hand queue is a sorted set by raise time, capped; one
+script checks the cap and adds (`ZADD NX` keeps the first place) atomically across workers.
+Failures surface as StoreUnavailable.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 import redis
 
 from rostra.errors import Unavailable
-from rostra.store.reactions import REACTION_WINDOW_S, RaisedHand
+from rostra.store.reactions import HANDS_MAX, REACTION_WINDOW_S, RaisedHand, hand_queue_full
 from rostra.store.redis_client import connect
 from rostra.store.status import STATUS_KEY, STATUS_TTL_S
 
@@ -22,6 +23,17 @@ RETRY_AFTER_S = 1.0
 HAND_TTL_S = 24 * 3600
 _T = TypeVar("_T")
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
+# KEYS[1] the queue; ARGV: listener, raised_at_s, hands_max, ttl_s. 1: in the queue, 0: full
+RAISE_HAND_SCRIPT = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return 0
+  end
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
 
 
 class StoreUnavailable(Unavailable):
@@ -49,9 +61,13 @@ def _hands_key(space_id: str) -> str:
 
 
 class RedisReactionStore:
-    def __init__(self, url: str, window_s: float = REACTION_WINDOW_S) -> None:
+    def __init__(
+        self, url: str, window_s: float = REACTION_WINDOW_S, *, hands_max: int = HANDS_MAX
+    ) -> None:
         self._client = connect(url, decode_responses=True)
         self._window_s = int(window_s)
+        self._hands_max = hands_max
+        self._raise_hand = self._client.register_script(RAISE_HAND_SCRIPT)
 
     def add_reactions(self, space_id: str, counts: dict[str, int], now_s: float) -> None:
         key = _reaction_key(space_id, int(now_s))
@@ -83,15 +99,11 @@ class RedisReactionStore:
         return dict(total)
 
     def raise_hand(self, space_id: str, listener_id: str, now_s: float) -> None:
-        key = _hands_key(space_id)
-
-        def write() -> None:
-            pipe = self._client.pipeline(transaction=False)
-            pipe.zadd(key, {listener_id: now_s}, nx=True)
-            pipe.expire(key, HAND_TTL_S)
-            pipe.execute()
-
-        _call("hands", write)
+        keys = [_hands_key(space_id)]
+        args: list[str | float] = [listener_id, now_s, self._hands_max, HAND_TTL_S]
+        is_queued = _call("hands", lambda: self._raise_hand(keys=keys, args=args))
+        if not is_queued:
+            raise hand_queue_full(space_id, self._hands_max)
 
     def lower_hand(self, space_id: str, listener_id: str) -> None:
         _call("hands", lambda: self._client.zrem(_hands_key(space_id), listener_id))

@@ -33,6 +33,7 @@ from rostra.web.origin_client import OriginClient
 from rostra.web.origin_status import StatusReader
 from rostra.web.routes import audience, media, ops, pages, spaces, whip_redirect
 from rostra.web.services import Services
+from rostra.web.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,12 @@ def create_listener_app(settings: Settings) -> FastAPI:
             services.publish_status(space)
         flusher = asyncio.create_task(run_flusher(services.audience.gate))
         feeds = asyncio.create_task(services.feeds.run())
+        metrics = asyncio.create_task(worker_metrics.run())
         yield
-        flusher.cancel()
-        feeds.cancel()
-        await asyncio.gather(flusher, feeds, return_exceptions=True)
+        tasks = (flusher, feeds, metrics)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(services.audience.gate.flush)
         services.audience.close()
         await services.origin.close()
@@ -110,6 +113,8 @@ def create_listener_app(settings: Settings) -> FastAPI:
     registry.register(GateCollector(services.audience.gate))
     registry.register(StreamCollector(services.feeds))
     app.state.registry = registry
+    worker_metrics = WorkerMetrics(registry, settings.run_dir)
+    app.state.merged_metrics = worker_metrics.merged_text
     problems.install(app)
     app.router.routes.extend(audience.fast_routes())  # first: the hot paths skip FastAPI
     for module in (spaces, audience, media, pages, ops, whip_redirect):

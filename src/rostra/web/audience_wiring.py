@@ -1,5 +1,6 @@
-"""Builds the audience plane for a process: the gate with its stores, in memory by default or on
-Redis when configured (so every gate worker and the origin share one count).
+"""Builds the audience plane for a process: the gate with its stores, on Redis when configured
+(every gate worker and node share one count), else in one SQLite file in the data folder (every
+worker process of the machine shares one count, its reactions and its hands).
 
 Web plane (composition root).
 """
@@ -18,11 +19,15 @@ from rostra.config import Settings
 from rostra.errors import RostraError
 from rostra.store.base import SpaceStore
 from rostra.store.presence import PresenceStore, SlidingWindow
-from rostra.store.presence_memory import MemoryPresenceStore
-from rostra.store.reactions import MemoryReactionStore, ReactionStore
+from rostra.store.presence_sqlite import SqlitePresenceStore
+from rostra.store.reactions import ReactionStore
+from rostra.store.reactions_sqlite import SqliteReactionStore
 from rostra.store.status import SpaceStatusStore, SpaceStoreStatus
 
 log = logging.getLogger(__name__)
+
+# presence sketches, reactions and hands of the workers of one machine (no Redis)
+AUDIENCE_DATABASE_NAME = "audience.sqlite3"
 
 
 @dataclass(slots=True)
@@ -71,8 +76,8 @@ def build_audience(settings: Settings, clock: Clock, spaces: SpaceStore | None) 
     else:
         if spaces is None:
             raise ValueError("a gate without Redis needs the space store")
-        presence_store = MemoryPresenceStore(window)
-        reactions = MemoryReactionStore()
+        presence_store = SqlitePresenceStore(settings.data / AUDIENCE_DATABASE_NAME, window)
+        reactions = SqliteReactionStore(settings.data / AUDIENCE_DATABASE_NAME)
         statuses = SpaceStoreStatus(spaces)
     gate = Gate(
         tickets=TicketSigner(settings.signing_secret),

@@ -8,9 +8,12 @@ connection that never speaks; this protocol closes both after `header_timeout_s`
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger(__name__)
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
@@ -47,6 +50,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     def _too_slow(self) -> None:
         self._header_deadline = None
+        log.info("request headers too slow; connection closed", extra={"client": self.client})
         if not self.transport.is_closing():
             self.transport.write(
                 b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"

@@ -73,7 +73,7 @@ class OriginClient:
         if response.status_code == httpx.codes.NOT_FOUND:
             raise SpeakerNotFound(str(response.json().get("detail", "not found")))
         response.raise_for_status()
-        return response.json()
+        return response.json() if response.content else None
 
     async def sync(self, space_id: str) -> None:
         """Ask the origin to follow the store now (go live, end); it also does so every second."""

@@ -29,6 +29,11 @@ class OriginCollector(Collector):
         late = CounterMetricFamily(
             "rostra_mixer_late_ticks", "Mixer ticks past their deadline", labels=["space"]
         )
+        late_frame = CounterMetricFamily(
+            "rostra_mixer_late_ticks_over_20ms",
+            "Mixer ticks more than one frame (20 ms) past their deadline",
+            labels=["space"],
+        )
         lateness = GaugeMetricFamily(
             "rostra_mixer_max_lateness_seconds", "Worst mixer tick lateness", labels=["space"]
         )
@@ -47,9 +52,10 @@ class OriginCollector(Collector):
         for space_id, pipeline in pipelines.items():
             voices.add_metric([space_id], pipeline.voice_count)
             late.add_metric([space_id], pipeline.clock_stats.late_ticks)
+            late_frame.add_metric([space_id], pipeline.clock_stats.late_ticks_over_frame)
             lateness.add_metric([space_id], pipeline.clock_stats.max_lateness_s)
             dropped.add_metric([space_id], pipeline.clock_stats.dropped_program_frames)
-        yield from (voices, late, lateness, dropped)
+        yield from (voices, late, late_frame, lateness, dropped)
         degraded = GaugeMetricFamily(
             "rostra_space_degraded",
             "1 while its pipeline reports a problem",

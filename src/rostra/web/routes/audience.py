@@ -6,6 +6,7 @@ preflight) and alone by `rostra gate` workers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -81,7 +82,8 @@ async def _beacon_ticket(request: Request) -> str | None:
 
 @router.post("/{space_id}/leave", status_code=204, summary="Stop listening (Bearer or JSON body)")
 async def leave(space_id: str, request: Request) -> Response:
-    _gate(request).leave(await _beacon_ticket(request), space_id)
+    # the hand store may be a file shared by workers: its lock is waited for off the loop
+    await asyncio.to_thread(_gate(request).leave, await _beacon_ticket(request), space_id)
     return Response(status_code=204)
 
 
@@ -97,13 +99,13 @@ async def react(space_id: str, request: Request) -> Response:
 
 @router.post("/{space_id}/hand", status_code=204, summary="Raise a hand (Bearer ticket)")
 async def raise_hand(space_id: str, request: Request) -> Response:
-    _gate(request).raise_hand(bearer(request), space_id)
+    await asyncio.to_thread(_gate(request).raise_hand, bearer(request), space_id)
     return Response(status_code=204)
 
 
 @router.delete("/{space_id}/hand", status_code=204, summary="Lower a hand (Bearer ticket)")
 async def lower_hand(space_id: str, request: Request) -> Response:
-    _gate(request).lower_hand(bearer(request), space_id)
+    await asyncio.to_thread(_gate(request).lower_hand, bearer(request), space_id)
     return Response(status_code=204)
 
 

@@ -122,7 +122,8 @@ async def state(space_id: str, request: Request) -> JSONResponse:
     services = _services(request)
     space = services.spaces.get(space_id)
     is_live = space.status == SpaceStatus.LIVE
-    status = services.origin_status.read(space.id) if is_live else None
+    # a scheduled space may have speakers too: they meet in the green room before the start
+    status = services.origin_status.read(space.id) if space.status != SpaceStatus.ENDED else None
     stage = [entry.to_json() for entry in status.stage] if status is not None else []
     body: dict[str, Any] = {
         "id": space.id,

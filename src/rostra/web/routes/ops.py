@@ -34,9 +34,10 @@ async def healthz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
+    merged: Callable[[], bytes] | None = getattr(request.app.state, "merged_metrics", None)
     registry: CollectorRegistry = request.app.state.registry
-    text = generate_latest(registry)
+    text = merged() if merged is not None else generate_latest(registry)
     extra: ExtraMetrics | None = getattr(request.app.state, "extra_metrics", None)
     if extra is not None:
         text += (await extra()).encode()
-    return Response(text, media_type=CONTENT_TYPE_LATEST)
+    return Response(text, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})

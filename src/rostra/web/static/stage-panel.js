@@ -1,13 +1,16 @@
 // "Join the stage": the microphone, the WHIP session, the others' voices (the mix-minus), a level
-// meter, mute and leave. Used by the host page and the speaker page.
+// meter, mute and leave. Used by the host page and the speaker page. When the origin restarts, the
+// panel says "Reconnecting…" and publishes the same microphone track again (whip.js publishAgain);
+// when the server ends the session on purpose (removed, space ended), it leaves the stage.
 import { ApiError, describeError } from './api.js';
 import { LevelMeter, openMicrophone } from './microphone.js';
 import { spaceUrls } from './space-url.js';
-import { publish } from './whip.js';
+import { publish, publishAgain, watchSession } from './whip.js';
 
 const DEFAULT_VOICES = 13;
 // polls of state.json without our session before we conclude we were taken off the stage
 const MISSING_POLLS_TO_LEAVE = 2;
+const REMOVED_TEXT = 'You are no longer on the stage: the host removed you, or the connection dropped.';
 
 function stageFullMessage(detail) {
   const match = /allows (\d+) voices/.exec(detail || '');
@@ -85,6 +88,8 @@ export class StagePanel {
     this.missingPolls = 0;
     this.seenOnStage = false;
     this.isJoining = false;
+    this.isReconnecting = false;
+    this.stopWatching = () => {};
     if (bindJoin) elements.join.addEventListener('click', () => this.join());
     elements.mute.addEventListener('click', () => this.toggleMute());
     elements.leave.addEventListener('click', () => this.leave());
@@ -143,11 +148,7 @@ export class StagePanel {
       this.onChange();
       return;
     }
-    this.missingPolls = 0;
-    this.seenOnStage = false;
-    this.session.pc.addEventListener('connectionstatechange', () => this.watchConnection());
-    this.el.remoteAudio.srcObject = this.session.remoteStream;
-    this.el.remoteAudio.play().catch(() => {});
+    this.attach(this.session);
     this.meter.start(this.stream);
     this.setMuted(false);
     this.show(true);
@@ -158,12 +159,50 @@ export class StagePanel {
     this.onChange();
   }
 
-  watchConnection() {
-    if (!this.session) return;
-    const state = this.session.pc.connectionState;
-    if (state === 'failed') {
-      this.end('The audio connection was lost. Join again to reconnect.', 'error');
+  // Hear `session`'s mix-minus and watch its connection.
+  attach(session) {
+    this.session = session;
+    this.missingPolls = 0;
+    this.seenOnStage = false;
+    this.stopWatching = watchSession(session, {
+      onLost: () => this.reconnect(),
+      onEnded: () => this.end(REMOVED_TEXT, 'error'),
+    });
+    this.el.remoteAudio.srcObject = session.remoteStream;
+    this.el.remoteAudio.play().catch(() => {});
+  }
+
+  // The origin is gone (crash, restart): publish the same microphone track again, with backoff.
+  async reconnect() {
+    const lost = this.session;
+    const track = this.stream && this.stream.getAudioTracks()[0];
+    if (!lost || !track || this.isReconnecting) return;
+    this.isReconnecting = true;
+    this.el.live.dataset.reconnecting = 'true';
+    this.say('Reconnecting…', { detail: 'The connection to the stage was lost; trying again.' });
+    let session;
+    try {
+      session = await publishAgain(lost, track, { shouldGoOn: () => this.session === lost });
+    } catch (error) {
+      this.isReconnecting = false;
+      delete this.el.live.dataset.reconnecting;
+      if (this.session !== lost) return; // the person left meanwhile
+      const { message, detail } = describeJoinError(error);
+      this.end(message, 'error', detail);
+      return;
     }
+    this.isReconnecting = false;
+    delete this.el.live.dataset.reconnecting;
+    if (this.session !== lost) {
+      session.leave().catch(() => {}); // the person left while the offer was on its way
+      return;
+    }
+    this.attach(session);
+    this.say('On stage again.', {
+      kind: 'success',
+      detail: 'Listeners hear you now, and you hear the other speakers.',
+    });
+    this.onChange();
   }
 
   toggleMute() {
@@ -195,6 +234,7 @@ export class StagePanel {
 
   // Tear down locally; the server side is already gone or told.
   end(message, kind = 'info', detail = '') {
+    this.stopWatching();
     if (this.session) this.session.close();
     this.session = null;
     this.releaseMicrophone();
@@ -222,6 +262,7 @@ export class StagePanel {
       this.end('This space has ended. Thank you for speaking!');
       return;
     }
+    if (this.isReconnecting) return; // off the stage until the new session is up
     const stage = Array.isArray(state.stage) ? state.stage : [];
     const isOnStage = stage.some((member) => member.id === this.sessionId);
     if (isOnStage) {
@@ -231,8 +272,6 @@ export class StagePanel {
     }
     if (!this.seenOnStage) return;
     this.missingPolls += 1;
-    if (this.missingPolls >= MISSING_POLLS_TO_LEAVE) {
-      this.end('You are no longer on the stage: the host removed you, or the connection dropped.', 'error');
-    }
+    if (this.missingPolls >= MISSING_POLLS_TO_LEAVE) this.end(REMOVED_TEXT, 'error');
   }
 }

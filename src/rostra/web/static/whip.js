@@ -1,10 +1,20 @@
 // A WHIP client (RFC 9725): publish one audio track to a space's stage and receive the
 // mix-minus (everyone else) on the same connection. The server gathers its ICE candidates before
 // answering and does not take trickle ICE, so the offer waits for gathering too (bounded).
+//
+// A lost origin is told from a deliberate end of the session (see watchSession): the server ends
+// a session on purpose (host removal, DELETE of the resource, revoked invite, space ended) by
+// closing the connection, which sends DTLS close_notify: the DTLS transport turns "closed". A
+// crashed or restarted origin says nothing: the connection turns "failed", or "disconnected" and
+// stays so. Only the second is worth publishing again (publishAgain: backoff with jitter).
 import { ApiError, request } from './api.js';
 
 const ICE_GATHERING_TIMEOUT_MS = 2000;
 const SDP_TYPE = 'application/sdp';
+// "disconnected" this long (no answer to ICE consent checks) means the origin is gone
+const DISCONNECTED_GRACE_MS = 5000;
+const FIRST_BACKOFF_MS = 500;
+const MAX_BACKOFF_MS = 8000;
 
 function iceGatheringComplete(pc, timeoutMs) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
@@ -50,11 +60,12 @@ async function iceServers(endpoint) {
 }
 
 export class WhipSession {
-  constructor(pc, resourceUrl, token, remoteStream) {
+  constructor(pc, resourceUrl, token, remoteStream, endpoint) {
     this.pc = pc;
     this.resourceUrl = resourceUrl;
     this.token = token;
     this.remoteStream = remoteStream;
+    this.endpoint = endpoint; // the URL this session was published to: publish again there
     this.isClosed = false;
   }
 
@@ -107,7 +118,8 @@ export async function publish(endpoint, token, track, { iceTimeoutMs = ICE_GATHE
     });
     const location = response.headers.get('Location');
     if (!location) throw new ApiError(response.status, 'The WHIP answer has no Location header.');
-    const session = new WhipSession(pc, new URL(location, response.url).href, token, remoteStream);
+    const resourceUrl = new URL(location, response.url).href;
+    const session = new WhipSession(pc, resourceUrl, token, remoteStream, endpoint);
     try {
       await pc.setRemoteDescription({ type: 'answer', sdp: await response.text() });
     } catch (error) {
@@ -118,5 +130,72 @@ export async function publish(endpoint, token, track, { iceTimeoutMs = ICE_GATHE
   } catch (error) {
     pc.close();
     throw error;
+  }
+}
+
+// Calls onLost() once when the origin is gone (failed, disconnected for DISCONNECTED_GRACE_MS, or
+// closed without session.close()), or onEnded() once when the server closed the session on purpose
+// (DTLS close_notify). Returns a function that stops watching.
+export function watchSession(session, { onLost, onEnded, graceMs = DISCONNECTED_GRACE_MS }) {
+  const { pc } = session;
+  const transport = pc.getSenders().map((sender) => sender.transport).find(Boolean) || null;
+  let timer = null;
+  let isDone = false;
+  function finish(callback) {
+    if (isDone || session.isClosed) return;
+    isDone = true;
+    stop();
+    callback();
+  }
+  function onConnection() {
+    const state = pc.connectionState;
+    if (state !== 'disconnected') {
+      clearTimeout(timer);
+      timer = null;
+    }
+    if (state === 'failed' || state === 'closed') finish(onLost);
+    else if (state === 'disconnected' && timer === null) {
+      timer = setTimeout(() => finish(onLost), graceMs);
+    }
+  }
+  function onTransport() {
+    if (transport.state === 'closed') finish(onEnded);
+    else if (transport.state === 'failed') finish(onLost);
+  }
+  function stop() {
+    clearTimeout(timer);
+    pc.removeEventListener('connectionstatechange', onConnection);
+    if (transport) transport.removeEventListener('statechange', onTransport);
+  }
+  pc.addEventListener('connectionstatechange', onConnection);
+  if (transport) transport.addEventListener('statechange', onTransport);
+  return stop;
+}
+
+// A failure worth trying again: the network, an overloaded or restarting server (5xx, 429).
+// Any other refusal (401, 403 revoked or blocked, 404 no such space, 409 stage full or ended)
+// is final.
+export function isRetryable(error) {
+  if (!(error instanceof ApiError)) return true; // the offer or the connection failed locally
+  return error.status === 0 || error.status === 429 || error.status >= 500;
+}
+
+// Publish `track` again to the endpoint `lost` was published to, after freeing its resource
+// (best effort), with exponential backoff and jitter: FIRST_BACKOFF_MS doubling to
+// MAX_BACKOFF_MS. Resolves with the new session; rejects with the first final refusal, or with
+// an AbortError when `shouldGoOn()` turns false (the person left meanwhile).
+export async function publishAgain(lost, track, { shouldGoOn = () => true } = {}) {
+  lost.leave().catch(() => {}); // a live origin frees the seat; a restarted one answers 404
+  let ceiling = FIRST_BACKOFF_MS;
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, ceiling / 2 + (Math.random() * ceiling) / 2));
+    if (!shouldGoOn()) throw new DOMException('The reconnection was given up.', 'AbortError');
+    try {
+      return await publish(lost.endpoint, lost.token, track);
+    } catch (error) {
+      if (!isRetryable(error)) throw error;
+      const waitMs = error instanceof ApiError && error.retryAfterS ? error.retryAfterS * 1000 : 0;
+      ceiling = Math.max(Math.min(ceiling * 2, MAX_BACKOFF_MS), waitMs);
+    }
   }
 }

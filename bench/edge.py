@@ -1,0 +1,374 @@
+"""The origin's cost behind the nginx edge, from 10 to 5,000 simulated HLS listeners.
+
+`rostra serve` with a live space and a tone speaker, `rostra edge` in front (Debian's nginx).
+Each simulated listener behaves like a player: its own keep-alive connection to the edge, the
+live playlist once per target duration (1 s, ±10 % jitter), each new segment once, in real time.
+Per level: the origin's HTTP requests/s (the edge's access log: entries with an upstream address,
+background refreshes included), the CPU of the origin's process tree and of nginx's, errors,
+fetch times through the edge beside a few listeners fetching straight from the origin, and the
+waits nginx's cache lock imposed (a waiter re-checks every 500 ms). The load generator's own lag
+and CPU are recorded: a level where it fell behind is flagged, not blamed on the server.
+
+Run from the repository root:  .venv/bin/python bench/edge.py [--levels 10,100,1000,5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from gate_servers import tree_cpu_s
+from harness import (
+    CpuMeter,
+    create_space,
+    percentiles,
+    prioritize_clients,
+    running_server,
+    write_results,
+)
+
+# isort: split
+# the tests' helpers, importable once harness has put the repository on sys.path
+from tests.conftest import free_port
+from tests.e2e.test_edge import LOG_LINE_RE, Edge, start_edge, stop_edge
+
+NAME = "edge"
+TARGET_DURATION_S = 1.0
+JITTER = 0.1
+REQUEST_TIMEOUT_S = 10.0
+DIRECT_LISTENERS = 5
+# a fetch at least this long through the edge, served from the cache, waited on the cache lock
+LOCK_WAIT_S = 0.4
+# the generator is behind when its p95 start lag exceeds this, or it used this much of a core
+BEHIND_LAG_S = 0.25
+BEHIND_CORE_FRACTION = 0.9
+LOG_FLUSH_S = 1.5
+SEGMENT_RE = re.compile(rb"^(seg_\d+\.m4s)$", re.MULTILINE)
+
+
+class HttpError(Exception):
+    """A status other than 200, or a response this minimal client cannot read."""
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection, GET only: cheap enough for thousands of listeners in
+    one process (httpx costs about ten times more CPU per request)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> bytes:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        request = f"GET {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n\r\n"
+        self.writer.write(request.encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lower = head.lower()
+        match = re.search(rb"\r\ncontent-length: *(\d+)", lower)
+        if match is None:
+            await self.close()
+            raise HttpError(f"no Content-Length: {head[:200]!r}")
+        body = await self.reader.readexactly(int(match.group(1)))
+        if b"\r\nconnection: close" in lower:
+            await self.close()
+        status = int(head[9:12])
+        if status != 200:
+            raise HttpError(f"{status} for {path}")
+        return body
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
+@dataclass
+class Tally:
+    """What a group of listeners saw."""
+
+    requests: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    playlist_s: list[float] = field(default_factory=list)
+    segment_s: list[float] = field(default_factory=list)
+    lag_s: list[float] = field(default_factory=list)
+
+
+async def listener(base: str, playlist_path: str, tally: Tally, stop_at: float) -> None:
+    """A player: the playlist every target duration, each new segment once, until `stop_at`."""
+    parts = httpx.URL(base)
+    connection = Connection(parts.host, parts.port or 80)
+    folder = playlist_path.rsplit("/", 1)[0]
+    seen: set[bytes] = set()
+    planned = time.monotonic()
+    try:
+        while planned < stop_at:
+            tally.lag_s.append(time.monotonic() - planned)
+            try:
+                await fetch_round(connection, playlist_path, folder, seen, tally)
+            except (HttpError, OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                tally.errors[type(exc).__name__ + ": " + str(exc)[:80]] += 1
+                await connection.close()
+            planned += TARGET_DURATION_S * random.uniform(1 - JITTER, 1 + JITTER)
+            await asyncio.sleep(max(0.0, planned - time.monotonic()))
+    finally:
+        await connection.close()
+
+
+async def fetch_round(
+    connection: Connection, playlist_path: str, folder: str, seen: set[bytes], tally: Tally
+) -> None:
+    started = time.monotonic()
+    playlist = await asyncio.wait_for(connection.get(playlist_path), REQUEST_TIMEOUT_S)
+    tally.requests += 1
+    tally.playlist_s.append(time.monotonic() - started)
+    names = SEGMENT_RE.findall(playlist)
+    new = [name for name in names if name not in seen]
+    if not seen:
+        new = new[-1:]  # a player joins at the live edge
+        seen.update(names)
+    for name in new:
+        seen.add(name)
+        started = time.monotonic()
+        await asyncio.wait_for(connection.get(f"{folder}/{name.decode()}"), REQUEST_TIMEOUT_S)
+        tally.requests += 1
+        tally.segment_s.append(time.monotonic() - started)
+
+
+async def run_level(
+    count: int, edge: Edge, origin_url: str, playlist_path: str, args: argparse.Namespace
+) -> tuple[Tally, Tally, float, float]:
+    """`count` listeners through the edge and a few straight to the origin; returns their
+    tallies and the wall-clock window measured (after the ramp)."""
+    through, direct = Tally(), Tally()
+    start = time.monotonic()
+    stop_at = start + args.ramp_s + args.measure_s
+    tasks = []
+    for index in range(count):
+        delay = args.ramp_s * index / count
+        tasks.append(asyncio.create_task(delayed(delay, edge.url, playlist_path, through, stop_at)))
+    for index in range(DIRECT_LISTENERS):
+        delay = args.ramp_s * index / DIRECT_LISTENERS
+        tasks.append(
+            asyncio.create_task(delayed(delay, origin_url, playlist_path, direct, stop_at))
+        )
+    await asyncio.sleep(args.ramp_s)
+    measured_from = time.time()
+    through.lag_s.clear()  # the ramp's own lag is not the steady state's
+    await asyncio.gather(*tasks)
+    return through, direct, measured_from, time.time()
+
+
+async def delayed(delay_s: float, base: str, path: str, tally: Tally, stop_at: float) -> None:
+    await asyncio.sleep(delay_s)
+    await listener(base, path, tally, stop_at)
+
+
+def edge_log(edge: Edge, since: float, until: float) -> dict[str, Any]:
+    """Origin requests (an upstream address) and cache statuses in the window."""
+    upstream = 0
+    statuses: Counter[str] = Counter()
+    lock_waits = 0
+    for line in edge.access_log.read_text().splitlines():
+        match = LOG_LINE_RE.match(line)
+        if not match or not since <= float(match["at"]) <= until:
+            continue
+        statuses[match["cache"] or "-"] += 1
+        if match["upstream"] != "-":
+            upstream += 1
+        elif match["cache"] == "HIT" and float(line.split(" time=")[1].split()[0]) >= LOCK_WAIT_S:
+            lock_waits += 1
+    return {"origin_requests": upstream, "cache_status": dict(statuses), "lock_waits": lock_waits}
+
+
+async def measure_level(
+    count: int, edge: Edge, server: Any, playlist_path: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    edge_pid, origin_pid = edge.process.pid, server.process.pid
+    generator = CpuMeter(os.getpid())
+    cpu_before = (tree_cpu_s(origin_pid), tree_cpu_s(edge_pid), generator.seconds())
+    through, direct, since, until = await run_level(count, edge, server.url, playlist_path, args)
+    cpu_after = (tree_cpu_s(origin_pid), tree_cpu_s(edge_pid), generator.seconds())
+    await asyncio.sleep(LOG_FLUSH_S)
+    wall_s = args.ramp_s + args.measure_s
+    window_s = until - since
+    log = edge_log(edge, since, until)
+    segment_fetches = len(through.segment_s)
+    origin_s, edge_s, generator_s = (b - a for a, b in zip(cpu_before, cpu_after, strict=True))
+    lag = percentiles(through.lag_s)
+    is_behind = lag.get("p95", 0) > BEHIND_LAG_S or generator_s / wall_s > BEHIND_CORE_FRACTION
+    return {
+        "listeners": count,
+        "window_s": round(window_s, 2),
+        "origin_requests_per_s": round(log["origin_requests"] / window_s, 2),
+        "origin_cpu_core_pct": round(100 * origin_s / wall_s, 1),
+        "edge_cpu_core_pct": round(100 * edge_s / wall_s, 1),
+        "edge_requests_per_s": round(sum(log["cache_status"].values()) / window_s, 1),
+        "cache_status": log["cache_status"],
+        "lock_waits": log["lock_waits"],
+        "lock_waits_per_segment_fetch": round(log["lock_waits"] / max(1, segment_fetches), 5),
+        "errors": sum(through.errors.values()) + sum(direct.errors.values()),
+        "error_kinds": dict((through.errors + direct.errors).most_common(5)),
+        "through_edge": {
+            "segment_fetch_s": percentiles(through.segment_s, (50, 95, 99)),
+            "playlist_fetch_s": percentiles(through.playlist_s, (50, 95, 99)),
+        },
+        "straight_to_origin": {
+            "segment_fetch_s": percentiles(direct.segment_s, (50, 95, 99)),
+            "playlist_fetch_s": percentiles(direct.playlist_s, (50, 95, 99)),
+        },
+        "generator": {
+            "start_lag_s": lag,
+            "cpu_core_pct": round(100 * generator_s / wall_s, 1),
+            "is_behind": bool(is_behind),
+        },
+    }
+
+
+def start_speaker(invite_url: str) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "rostra", "speak", invite_url, "--tone", "440"]
+    command += ["--seconds", "3600", "--name", "Tone"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def wait_for_segments(url: str, count: int = 3) -> None:
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient(timeout=5) as client:
+        while time.monotonic() < deadline:
+            response = await client.get(url)
+            if response.status_code == 200 and response.text.count("#EXTINF") >= count:
+                return
+            await asyncio.sleep(0.5)
+    raise RuntimeError(f"{url} listed fewer than {count} segments in time")
+
+
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    edge_port = free_port()
+    env = {
+        "ROSTRA_PUBLIC_URL": f"http://127.0.0.1:{edge_port}",
+        "ROSTRA_TRUSTED_PROXIES": "127.0.0.1",
+    }
+    with running_server(env) as server, tempfile.TemporaryDirectory(prefix="rostra-edge-") as tmp:
+        whip_origin = f"http://127.0.0.1:{server.whip_port}"
+        edge = start_edge(server.url, whip_origin, edge_port, Path(tmp))
+        speaker = None
+        try:
+            space = create_space(server, "Edge bench")
+            speaker = start_speaker(space["speaker_invite_url"])
+            playlist_url = space["hls_url"].replace("index.m3u8", "audio.m3u8")
+            await wait_for_segments(playlist_url)
+            playlist_path = playlist_url.removeprefix(edge.url)
+            levels = []
+            for count in args.levels:
+                print(f"  {count} listeners for {args.ramp_s + args.measure_s:.0f} s …", flush=True)
+                level = await measure_level(count, edge, server, playlist_path, args)
+                levels.append(level)
+                print_level(level)
+                await asyncio.sleep(args.pause_s)
+        finally:
+            if speaker is not None:
+                speaker.terminate()
+                speaker.wait(timeout=15)
+            stop_edge(edge)
+    return {"levels": levels, "nginx": nginx_version()}
+
+
+def nginx_version() -> str:
+    result = subprocess.run(["/usr/sbin/nginx", "-v"], capture_output=True, text=True, check=False)
+    return result.stderr.strip()
+
+
+HEADER = (
+    f"{'listeners':>9} {'origin req/s':>12} {'origin CPU%':>11} {'edge CPU%':>9} "
+    f"{'edge req/s':>10} {'errors':>6} {'seg p95/max edge':>16} {'seg p95/max direct':>18} "
+    f"{'lock waits':>10} {'gen lag p95':>11} {'gen CPU%':>8}"
+)
+
+
+def print_level(level: dict[str, Any]) -> None:
+    seg_edge, seg_direct = (
+        level[group]["segment_fetch_s"] for group in ("through_edge", "straight_to_origin")
+    )
+    nan = float("nan")
+    edge_text = f"{seg_edge.get('p95', nan):.3f}/{seg_edge.get('max', nan):.3f}"
+    direct_text = f"{seg_direct.get('p95', nan):.3f}/{seg_direct.get('max', nan):.3f}"
+    generator = level["generator"]
+    flag = "  GENERATOR BEHIND" if generator["is_behind"] else ""
+    print(
+        f"{level['listeners']:>9} {level['origin_requests_per_s']:>12.2f} "
+        f"{level['origin_cpu_core_pct']:>11.1f} {level['edge_cpu_core_pct']:>9.1f} "
+        f"{level['edge_requests_per_s']:>10.1f} {level['errors']:>6} {edge_text:>16} "
+        f"{direct_text:>18} {level['lock_waits']:>10} "
+        f"{generator['start_lag_s'].get('p95', float('nan')):>11.3f} "
+        f"{generator['cpu_core_pct']:>8.1f}{flag}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", default="10,100,1000,5000", help="listener counts, in order")
+    parser.add_argument("--ramp-s", type=float, default=4.0, help="listeners join over this")
+    parser.add_argument("--measure-s", type=float, default=26.0, help="then measured this long")
+    parser.add_argument("--pause-s", type=float, default=3.0, help="rest between levels")
+    parser.add_argument(
+        "--same-priority", action="store_true", help="do not run the clients ahead of the server"
+    )
+    args = parser.parse_args()
+    args.levels = [max(1, int(x)) for x in args.levels.split(",")]
+    args.ramp_s = min(max(args.ramp_s, 1.0), 30.0)
+    args.measure_s = min(max(args.measure_s, 5.0), 120.0)
+    niceness = prioritize_clients(not args.same_priority)
+    started_at = datetime.now(UTC)
+    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    print(f"edge bench: levels {args.levels}, {args.ramp_s + args.measure_s:.0f} s each")
+    print(HEADER)
+    result = asyncio.run(measure(args))
+    result.update(
+        load_average_at_start=load_at_start,
+        niceness=niceness,
+        settings={"ramp_s": args.ramp_s, "measure_s": args.measure_s, "jitter": JITTER},
+        definitions=DEFINITIONS,
+    )
+    print("\n" + HEADER)
+    for level in result["levels"]:
+        print_level(level)
+    path = write_results(NAME, result, started_at=started_at)
+    print(f"wrote {path}")
+
+
+DEFINITIONS = {
+    "origin_requests_per_s": "entries of the edge's access log with an upstream address (misses, "
+    "revalidations, background refreshes; log_subrequest on) over the measured window",
+    "origin_cpu_core_pct": "user+system CPU of `rostra serve`'s process tree (supervisor, "
+    "origin, listener workers; the speaker's media path included) over the level, % of one core",
+    "edge_cpu_core_pct": "the same for nginx's master and workers",
+    "lock_waits": "requests served from the cache (HIT) that took >= 0.4 s: they waited on "
+    "proxy_cache_lock, whose waiters re-check every 500 ms",
+    "segment_fetch_s": "request sent to last body byte, per segment, through the edge and, for "
+    f"{DIRECT_LISTENERS} listeners, straight from the origin",
+    "generator.start_lag_s": "how late a listener started its round against its plan; p95 above "
+    f"{BEHIND_LAG_S} s or a generator above {BEHIND_CORE_FRACTION:.0%} of a core flags the level",
+}
+
+
+if __name__ == "__main__":
+    main()

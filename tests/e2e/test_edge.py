@@ -1,0 +1,275 @@
+"""The nginx edge in front of a real `rostra serve`: a burst of listeners costs the origin one
+request per playlist version and per segment, a browser listener plays through it, writes are
+never cached, and the progressive stream passes unbuffered. A tone speaker publishes through
+the edge's /whip/ route.
+
+Real processes: Debian's nginx run by `rostra edge`, `rostra serve`, `rostra speak`, Chromium.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT, Server, free_port, start_server, stop_server
+
+NGINX = Path("/usr/sbin/nginx")
+CHROMIUM = Path("/usr/bin/chromium")
+STARTUP_TIMEOUT_S = 20.0
+BURST_LISTENERS = 50
+BURST_S = 1.0
+# nginx writes its buffered access log at least once a second
+LOG_FLUSH_S = 1.5
+SPEAKER_ARGS = ("--tone", "440", "--seconds", "240", "--name", "Tone")
+LOG_LINE_RE = re.compile(
+    r'^(?P<at>\d+\.\d+) (?P<status>\d+) (?P<method>\S+) "(?P<uri>[^"]*)" '
+    r"cache=(?P<cache>\S*) upstream=(?P<upstream>\S+)"
+)
+
+
+@dataclass
+class Edge:
+    url: str
+    process: subprocess.Popen[bytes]
+    access_log: Path
+    stderr_path: Path
+
+    def origin_requests(self, since: float, until: float) -> list[str]:
+        """URIs the edge asked the origin for between two wall-clock times (its access log:
+        `$upstream_addr` is set exactly when a request, or a background update, went there)."""
+        asked: list[str] = []
+        for line in self.access_log.read_text().splitlines():
+            match = LOG_LINE_RE.match(line)
+            if match and match["upstream"] != "-" and since <= float(match["at"]) <= until:
+                asked.append(match["uri"])
+        return asked
+
+
+def start_edge(origin: str, whip_origin: str, port: int, folder: Path) -> Edge:
+    folder.mkdir(parents=True, exist_ok=True)
+    access_log = folder / "access.log"
+    stderr_path = folder / "edge.log"
+    command = [sys.executable, "-m", "rostra", "edge", "--origin", origin, "--port", str(port)]
+    command += ["--whip-origin", whip_origin]
+    command += ["--cache-dir", str(folder / "cache"), "--access-log", str(access_log)]
+    with stderr_path.open("wb") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the edge exited: {stderr_path.read_text()}")
+        try:
+            httpx.get(url + "/healthz", timeout=1)
+            return Edge(url=url, process=process, access_log=access_log, stderr_path=stderr_path)
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"the edge did not start: {stderr_path.read_text()}")
+
+
+def stop_edge(edge: Edge) -> None:
+    """`rostra edge` became nginx: its PID is nginx's master, which stops on SIGTERM."""
+    if edge.process.poll() is None:
+        edge.process.send_signal(signal.SIGTERM)
+        try:
+            edge.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            edge.process.kill()
+            edge.process.wait()
+
+
+@dataclass
+class Deployment:
+    server: Server
+    edge: Edge
+    space: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    if not NGINX.is_file():
+        pytest.fail("Debian's nginx is needed: `make system-test-deps` installs it")
+    folder = tmp_path_factory.mktemp("edge")
+    edge_port = free_port()
+    server = start_server(
+        folder / "data",
+        extra_env={
+            "ROSTRA_PUBLIC_URL": f"http://127.0.0.1:{edge_port}",
+            "ROSTRA_TRUSTED_PROXIES": "127.0.0.1",
+        },
+    )
+    whip_origin = f"http://127.0.0.1:{server.whip_port}"
+    edge = start_edge(server.url, whip_origin, edge_port, folder / "edge")
+    space = server.create_space("Through the edge")
+    # the invite link is on the edge: the speaker publishes through its /whip/ route
+    speaker = subprocess.Popen(
+        [sys.executable, "-m", "rostra", "speak", space["speaker_invite_url"], *SPEAKER_ARGS],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_speaker(edge, space, speaker)
+        yield Deployment(server=server, edge=edge, space=space)
+    finally:
+        speaker.terminate()
+        speaker.wait(timeout=15)
+        stop_edge(edge)
+        stop_server(server)
+
+
+def wait_for_speaker(edge: Edge, space: dict[str, Any], speaker: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if speaker.poll() is not None:
+            assert speaker.stderr is not None
+            pytest.fail(f"the speaker exited: {speaker.stderr.read().decode()[-2000:]}")
+        state = httpx.get(space["state_url"], timeout=5)
+        playlist = httpx.get(playlist_url(space), timeout=5)
+        if (
+            state.status_code == 200
+            and state.json()["stage"]
+            and playlist.status_code == 200
+            and playlist.text.count("#EXTINF") >= 3
+        ):
+            return
+        time.sleep(0.5)
+    pytest.fail(
+        f"no speaker on stage and 3 segments through the edge: {edge.stderr_path.read_text()}"
+    )
+
+
+def playlist_url(space: dict[str, Any]) -> str:
+    return str(space["hls_url"]).replace("index.m3u8", "audio.m3u8")
+
+
+async def one_listener(client: httpx.AsyncClient, url: str, delay_s: float) -> tuple[str, str]:
+    """Like a player joining: the live playlist, then its newest segment."""
+    await asyncio.sleep(delay_s)
+    playlist = await client.get(url)
+    assert playlist.status_code == 200, playlist.text
+    segment = [line for line in playlist.text.splitlines() if line.endswith(".m4s")][-1]
+    response = await client.get(url.rsplit("/", 1)[0] + "/" + segment)
+    assert response.status_code == 200, response.text
+    return playlist.text, segment
+
+
+async def burst(url: str) -> list[tuple[str, str]]:
+    limits = httpx.Limits(max_connections=BURST_LISTENERS)
+    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+        # half of them at the same instant (their misses overlap), the rest over the second
+        delays = [0.0 if i % 2 else random.uniform(0, BURST_S) for i in range(BURST_LISTENERS)]
+        return await asyncio.gather(*(one_listener(client, url, d) for d in delays))
+
+
+def test_listener_burst_costs_origin_one_request_per_playlist_version_and_segment(
+    deployment: Deployment,
+) -> None:
+    url = playlist_url(deployment.space)
+    path = url.removeprefix(deployment.edge.url)
+    started = time.time()
+    fetched = asyncio.run(burst(url))
+    finished = time.time()
+    time.sleep(LOG_FLUSH_S)
+
+    asked = Counter(deployment.edge.origin_requests(started, finished))
+    versions = {text for text, _ in fetched}
+    segments = {segment for _, segment in fetched}
+    # each refresh of the cached playlist is one origin request, made at most once a second of
+    # nginx's clock; a refresh may come back 304 or not be served to anyone before the end
+    assert asked[path] <= len(versions) + 1, (asked, len(versions))
+    for segment in segments:
+        segment_path = path.rsplit("/", 1)[0] + "/" + segment
+        assert asked[segment_path] <= 1, (segment, asked)
+    assert sum(asked.values()) <= len(versions) + 1 + len(segments), asked
+
+
+def test_playlist_and_segment_carry_cache_headers_through_the_edge(
+    deployment: Deployment,
+) -> None:
+    url = playlist_url(deployment.space)
+    playlist = httpx.get(url)
+    segment = [line for line in playlist.text.splitlines() if line.endswith(".m4s")][-1]
+    first = httpx.get(url.rsplit("/", 1)[0] + "/" + segment)
+    again = httpx.get(url.rsplit("/", 1)[0] + "/" + segment)
+
+    assert playlist.headers["cache-control"] == "public, max-age=1"
+    assert playlist.headers.get("etag"), playlist.headers
+    assert "immutable" in first.headers["cache-control"]
+    assert again.headers["x-cache-status"] == "HIT"
+    revalidated = httpx.get(url, headers={"If-None-Match": playlist.headers["etag"]})
+    assert revalidated.status_code in (200, 304)
+
+
+def test_joins_through_the_edge_are_never_cached(deployment: Deployment) -> None:
+    join_url = f"{deployment.edge.url}/api/v1/spaces/{deployment.space['id']}/join"
+    answers = [httpx.post(join_url, json={}, timeout=10) for _ in range(2)]
+
+    for answer in answers:
+        assert answer.status_code == 201, answer.text
+        assert answer.headers["cache-control"] == "no-store"
+        assert answer.headers.get("x-cache-status", "") == ""
+    tickets = [answer.json()["ticket"] for answer in answers]
+    assert tickets[0] != tickets[1]
+
+
+def test_progressive_stream_passes_the_edge_unbuffered(deployment: Deployment) -> None:
+    arrivals: list[tuple[float, int]] = []
+    started = time.monotonic()
+    with httpx.stream("GET", deployment.space["stream_url"], timeout=10) as response:
+        assert response.status_code == 200
+        assert response.headers.get("x-cache-status", "") == ""
+        for chunk in response.iter_raw():
+            arrivals.append((time.monotonic() - started, len(chunk)))
+            if arrivals[-1][0] > 4.0:
+                break
+
+    assert arrivals[0][0] < 1.0, f"first bytes after {arrivals[0][0]:.2f} s"
+    # as made: bytes in every half second, never held back to fill a buffer
+    halves = {int(at / 0.5) for at, size in arrivals if size}
+    assert halves >= set(range(8)), sorted(halves)
+
+
+@pytest.mark.browser
+def test_browser_listener_plays_through_the_edge(deployment: Deployment) -> None:
+    if not CHROMIUM.is_file() or shutil.which("chromium") is None:
+        pytest.fail("Chromium is needed: `make system-test-deps` installs it")
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-gpu", "--autoplay-policy=no-user-gesture-required"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        try:
+            page = browser.new_page()
+            media: list[str] = []
+            page.on("request", lambda request: media.append(request.url))
+            page.goto(deployment.space["listen_url"])
+            page.click("#play")
+            page.wait_for_function(
+                "document.getElementById('player').currentTime > 1", timeout=30_000
+            )
+            before = page.evaluate("document.getElementById('player').currentTime")
+            time.sleep(4.0)
+            after = page.evaluate("document.getElementById('player').currentTime")
+        finally:
+            browser.close()
+
+    assert after - before > 3.0, f"played only {after - before:.2f} s in 4 s"
+    segments = [url for url in media if url.endswith(".m4s")]
+    assert segments, media
+    assert all(url.startswith(deployment.edge.url) for url in segments), segments
