@@ -13,6 +13,11 @@ const ICE_GATHERING_TIMEOUT_MS = 2000;
 const SDP_TYPE = 'application/sdp';
 // "disconnected" this long (no answer to ICE consent checks) means the origin is gone
 const DISCONNECTED_GRACE_MS = 5000;
+// the origin sends the mix-minus without pause (silence included): none for this long means it is
+// gone, even while the browser still calls the connection "connected" (Chromium keeps it so for
+// tens of seconds after the far end died)
+const SILENT_RETURN_MS = 4000;
+const STATS_INTERVAL_MS = 1000;
 const FIRST_BACKOFF_MS = 500;
 const MAX_BACKOFF_MS = 8000;
 
@@ -133,8 +138,8 @@ export async function publish(endpoint, token, track, { iceTimeoutMs = ICE_GATHE
   }
 }
 
-// Calls onLost() once when the origin is gone (failed, disconnected for DISCONNECTED_GRACE_MS, or
-// closed without session.close()), or onEnded() once when the server closed the session on purpose
+// Calls onLost() once when the origin is gone (failed, disconnected for DISCONNECTED_GRACE_MS,
+// closed without session.close(), or no mix-minus for SILENT_RETURN_MS), or onEnded() once when the server closed the session on purpose
 // (DTLS close_notify). Returns a function that stops watching.
 export function watchSession(session, { onLost, onEnded, graceMs = DISCONNECTED_GRACE_MS }) {
   const { pc } = session;
@@ -162,8 +167,29 @@ export function watchSession(session, { onLost, onEnded, graceMs = DISCONNECTED_
     if (transport.state === 'closed') finish(onEnded);
     else if (transport.state === 'failed') finish(onLost);
   }
+  let lastBytes = -1;
+  let lastChangeMs = performance.now();
+  async function onStats() {
+    let bytes = 0;
+    try {
+      (await pc.getStats()).forEach((report) => {
+        if (report.type === 'inbound-rtp' && report.kind === 'audio') bytes += report.bytesReceived;
+      });
+    } catch {
+      return; // closed meanwhile
+    }
+    const nowMs = performance.now();
+    if (bytes !== lastBytes) {
+      lastBytes = bytes;
+      lastChangeMs = nowMs;
+    } else if (bytes > 0 && nowMs - lastChangeMs > SILENT_RETURN_MS) {
+      finish(onLost);
+    }
+  }
+  const statsTimer = setInterval(onStats, STATS_INTERVAL_MS);
   function stop() {
     clearTimeout(timer);
+    clearInterval(statsTimer);
     pc.removeEventListener('connectionstatechange', onConnection);
     if (transport) transport.removeEventListener('statechange', onTransport);
   }
