@@ -99,10 +99,10 @@ def test_listener_side_bounds_slow_headers_players_and_caching(tmp_path: Path) -
             assert first.status_code == 200
             chunks = first.iter_raw()  # kept: a dropped iterator closes the connection
             assert next(chunks)
-            second = httpx.get(space["opus_stream_url"], timeout=10)
-            assert second.status_code == 503, second.text
-            assert second.headers["content-type"] == "application/problem+json"
-            assert int(second.headers["retry-after"]) >= 1
+            with httpx.stream("GET", space["opus_stream_url"], timeout=10) as second:
+                assert second.status_code == 503, "a player past the cap was let in"
+                assert second.headers["content-type"] == "application/problem+json"
+                assert int(second.headers["retry-after"]) >= 1
             deadline = time.monotonic() + 5  # workers publish their players every second
             while httpx.get(space["state_url"]).json()["stream_listeners"] < 1:
                 assert time.monotonic() < deadline, "state.json does not count the player"
