@@ -18,6 +18,8 @@ from tests.conftest import ROOT, Server, free_port, start_server, stop_server
 from tests.redis_server import RedisServer
 
 LISTENERS = 10_000
+# longer than joining them all takes on a loaded machine, so none slides out before the count
+WINDOW_S = "300"
 SIGMA = 0.0081  # HyperLogLog with 2**14 registers
 CONCURRENCY = 64
 
@@ -26,7 +28,7 @@ def start_gate(
     redis_url: str, secret: str, *, workers: int = 1
 ) -> tuple[str, subprocess.Popen[bytes]]:
     port = free_port()
-    env = dict(os.environ, ROSTRA_SIGNING_SECRET=secret, ROSTRA_PRESENCE_WINDOW="60")
+    env = dict(os.environ, ROSTRA_SIGNING_SECRET=secret, ROSTRA_PRESENCE_WINDOW=WINDOW_S)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -112,7 +114,7 @@ def within_3_sigma(counted: int, truth: int) -> bool:
 
 
 def test_embedded_gate_counts_ten_thousand_listeners(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "data", extra_env={"ROSTRA_PRESENCE_WINDOW": "60"})
+    server = start_server(tmp_path / "data", extra_env={"ROSTRA_PRESENCE_WINDOW": WINDOW_S})
     try:
         space = server.create_space("Ten thousand, in process")
         asyncio.run(join_and_beat([server.url], space["id"], LISTENERS))
@@ -129,7 +131,7 @@ def test_two_gates_on_one_redis_give_one_count_and_bad_tickets_never_reach_it(
 ) -> None:
     origin = start_server(
         tmp_path / "data",
-        extra_env={"ROSTRA_REDIS": redis_server.url, "ROSTRA_PRESENCE_WINDOW": "60"},
+        extra_env={"ROSTRA_REDIS": redis_server.url, "ROSTRA_PRESENCE_WINDOW": WINDOW_S},
     )
     secret = (origin.data / "signing_secret").read_text().strip()
     gates = [start_gate(redis_server.url, secret), start_gate(redis_server.url, secret)]
@@ -179,7 +181,12 @@ def test_redis_going_away_freezes_the_count_not_the_gate_or_the_program(
 ) -> None:
     origin = start_server(
         tmp_path / "data",
-        extra_env={"ROSTRA_REDIS": redis_server.url, "ROSTRA_PRESENCE_WINDOW": "60"},
+        # one listener worker: the frozen count is the one that worker read last
+        extra_env={
+            "ROSTRA_REDIS": redis_server.url,
+            "ROSTRA_PRESENCE_WINDOW": WINDOW_S,
+            "ROSTRA_WORKERS": "1",
+        },
     )
     secret = (origin.data / "signing_secret").read_text().strip()
     gate_url, gate = start_gate(redis_server.url, secret)

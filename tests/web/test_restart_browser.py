@@ -23,7 +23,7 @@ from tests.web.test_pages_browser import (
 
 pytestmark = pytest.mark.browser
 
-RESUME_TIMEOUT_S = 30
+RESUME_TIMEOUT_S = 60
 
 
 def stage_ids(server: Any, space_id: str) -> list[str]:
