@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from rostra.media.ice import restrict_ice_host_addresses
 from rostra.media.ingest import hook_receiver
-from rostra.rehearse.speaker import PcmTrack, whip_target
+from rostra.rehearse.speaker import PcmTrack, whip_request, whip_target
 
 SAMPLE_RATE_HZ = 48_000
 FRAME_SAMPLES = 960
@@ -215,7 +215,10 @@ async def join(
     returned: list[MediaStreamTrack] = []
     pc.on("track", returned.append)
     await pc.setLocalDescription(await pc.createOffer())
-    response = await client.post(
+    # a listener worker answers the invite-derived endpoint with a 308 to the origin's own port
+    response = await whip_request(
+        client,
+        "POST",
         target.endpoint + f"?name={quote(name)}",
         content=pc.localDescription.sdp.encode(),
         headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {target.token}"},
@@ -228,7 +231,7 @@ async def join(
     bot = Bot(
         name=name,
         pc=pc,
-        resource=urljoin(target.endpoint, response.headers["Location"]),
+        resource=urljoin(str(response.url), response.headers["Location"]),
         token=target.token,
         tap=tap,
     )
