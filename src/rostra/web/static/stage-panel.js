@@ -8,7 +8,7 @@ import { spaceUrls } from './space-url.js';
 import { publish, publishAgain, watchSession } from './whip.js';
 
 const DEFAULT_VOICES = 13;
-// polls of state.json without our session before we conclude we were taken off the stage
+// polls of state.json without our session (connection still up) before we publish again
 const MISSING_POLLS_TO_LEAVE = 2;
 const REMOVED_TEXT = 'You are no longer on the stage: the host removed you, or the connection dropped.';
 
@@ -272,6 +272,11 @@ export class StagePanel {
     }
     if (!this.seenOnStage) return;
     this.missingPolls += 1;
-    if (this.missingPolls >= MISSING_POLLS_TO_LEAVE) this.end(REMOVED_TEXT, 'error');
+    // a removal closes our connection first (onEnded); still connected but off the stage means
+    // the origin restarted without us: publish again
+    if (this.missingPolls >= MISSING_POLLS_TO_LEAVE) {
+      this.missingPolls = 0;
+      this.reconnect();
+    }
   }
 }
