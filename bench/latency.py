@@ -18,8 +18,10 @@ import argparse
 import asyncio
 import contextlib
 import os
+import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,6 +49,11 @@ from marks import (
 )
 from progressive import ProgressiveListener
 from rostra.media.opus import OpusDecoder, OpusError
+
+# isort: split
+# the tests' helpers, importable once harness has put the repository on sys.path
+from tests.conftest import free_port
+from tests.e2e.test_edge import start_edge, stop_edge
 
 NAME = "latency"
 LEAD_S = 2.0
@@ -143,9 +150,16 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     train = mark_train(args.marks, lead_s=LEAD_S, seed=args.seed)
     send_s = train.pcm.size / SAMPLE_RATE_HZ
     budget_s = send_s + args.tail_s + SEND_SLACK_S + HLS_START_TIMEOUT_S
-    with running_server() as server:
+    with running_server() as server, tempfile.TemporaryDirectory(prefix="rostra-edge-") as folder:
         space = create_space(server, "Latency bench")
-        listening = Listening(space, server.url, budget_s, players=args.hls_players)
+        base_url, edge = server.url, None
+        if args.edge:  # hls.js plays through `rostra edge` (nginx); the rest stays direct
+            edge = start_edge(
+                server.url, f"http://127.0.0.1:{server.whip_port}", free_port(), Path(folder)
+            )
+            base_url = edge.url
+            space = space | {"hls_url": space["hls_url"].replace(server.url, edge.url)}
+        listening = Listening(space, base_url, budget_s, players=args.hls_players)
         for stream in listening.streams.values():
             stream.start()
         try:
@@ -154,6 +168,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             for stream in listening.streams.values():
                 stream.stop()
             await listening.player.close()
+            if edge is not None:
+                stop_edge(edge)
 
 
 async def _run_space(
@@ -360,6 +376,11 @@ def main() -> None:
     parser.add_argument(
         "--same-priority", action="store_true", help="do not run the clients ahead of the server"
     )
+    parser.add_argument(
+        "--edge",
+        action="store_true",
+        help="hls.js plays through `rostra edge` (nginx) in front; results in latency_edge.json",
+    )
     args = parser.parse_args()
     niceness = prioritize_clients(not args.same_priority)
     args.marks = max(args.marks, MIN_MARKS)
@@ -371,7 +392,8 @@ def main() -> None:
     result["load_average_at_start"] = load_at_start
     result["niceness"] = niceness
     print_summary(result)
-    path = write_results(NAME, result, started_at=started_at)
+    result["through_edge"] = args.edge
+    path = write_results(f"{NAME}_edge" if args.edge else NAME, result, started_at=started_at)
     print(f"wrote {path}")
 
 
