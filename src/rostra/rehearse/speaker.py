@@ -68,6 +68,8 @@ MAX_BACKOFF_S = 8.0
 # answers that mean "not you, not here, not now": never retried
 REFUSALS = frozenset({400, 401, 403, 404, 409, 413, 415, 422})
 REDIRECTS = frozenset({307, 308})
+# a speaker without --seconds stops trying to get back on stage after this long
+RECONNECT_GIVE_UP_S = 300.0
 MAX_REDIRECTS = 3
 
 
@@ -325,9 +327,14 @@ class Speaker:
             await asyncio.sleep(WATCH_INTERVAL_S)
 
     async def _republish(self, client: httpx.AsyncClient) -> _Session | None:
+        started_s = time.monotonic()
         for delay_s in self._backoff.delays_s():
             if self._is_past_deadline():
                 return None
+            if time.monotonic() - started_s > RECONNECT_GIVE_UP_S:
+                raise SpeakError(
+                    f"the server did not take this speaker back within {RECONNECT_GIVE_UP_S:.0f} s"
+                )
             await asyncio.sleep(delay_s)
             try:
                 session = await self._publish(client)
