@@ -173,6 +173,41 @@ def test_kill_9_of_the_origin_is_repaired_while_listeners_are_served(tmp_path: P
         stop_server(server)
 
 
+def worker_pids(server: Server) -> list[int]:
+    return [
+        pid
+        for pid, cmdline in children(server.process.pid).items()
+        if "rostra.web.processes worker" in cmdline
+    ]
+
+
+def test_kill_9_of_a_listener_worker_is_repaired_and_its_files_forgotten(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data")
+    run_dir = tmp_path / "data" / "run"
+    try:
+        workers = worker_pids(server)
+        assert len(workers) == 2, children(server.process.pid)
+        killed = workers[0]
+        deadline = time.monotonic() + 10
+        while not (run_dir / f"metrics-{killed}.prom").exists():
+            assert time.monotonic() < deadline, sorted(p.name for p in run_dir.iterdir())
+            time.sleep(0.1)
+        os.kill(killed, signal.SIGKILL)
+        statuses = []
+        while time.monotonic() < deadline:
+            statuses.append(httpx.get(f"{server.url}/healthz").status_code)
+            now = worker_pids(server)
+            if len(now) == 2 and killed not in now:
+                break
+            time.sleep(0.05)
+        assert killed not in worker_pids(server), "the killed worker was not replaced in 10 s"
+        assert set(statuses) == {200}, "the other worker did not serve meanwhile"
+        left = sorted(p.name for p in run_dir.glob(f"*-{killed}.*"))
+        assert left == [], f"the dead worker's files stay: {left}"
+    finally:
+        stop_server(server)
+
+
 def test_kill_9_of_the_server_keeps_whole_segments_and_a_start_resumes_the_program(
     tmp_path: Path,
 ) -> None:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 from rostra.config import Settings
@@ -27,6 +28,24 @@ STOP_TIMEOUT_S = 25.0
 STABLE_AFTER_S = 10.0
 MAX_PAUSE_S = 10.0
 LISTEN_BACKLOG = 2048
+# what a listener worker leaves in the run folder, named by its pid (feeds.py, worker_metrics.py)
+PROCESS_FILE_PATTERNS = (
+    "metrics-{pid}.prom",
+    "metrics-{pid}.tmp",
+    "streams-{pid}.json",
+    "streams-{pid}.tmp",
+)
+
+
+def forget_process_files(run_dir: Path, pid: int | str = "*") -> int:
+    """Remove the per-process files of a dead child (or of every child, before any starts):
+    readers skip stale ones, but a crash-looping worker would otherwise leave one per pid."""
+    removed = 0
+    for pattern in PROCESS_FILE_PATTERNS:
+        for path in run_dir.glob(pattern.format(pid=pid)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -49,6 +68,7 @@ class Child:
     kind: str
     sock: socket.socket
     env: dict[str, str]
+    run_dir: Path
     process: subprocess.Popen[bytes] | None = None
     started_at_s: float = 0.0
     quick_deaths: int = 0
@@ -84,6 +104,7 @@ class Child:
                     "pause_s": pause_s,
                 },
             )
+            forget_process_files(self.run_dir, process.pid)
             self.process = None
             self.restart_at_s = now_s + pause_s
         if now_s >= self.restart_at_s:
@@ -129,9 +150,12 @@ class Supervisor:
         env = child_environment(settings)
         listener_socket = bind(settings.host, settings.port)
         whip_socket = bind(settings.host, settings.origin_whip_port)
-        self.children = [Child("origin", "origin", whip_socket, env)]
+        run_dir = settings.run_dir
+        if run_dir.is_dir():
+            forget_process_files(run_dir)
+        self.children = [Child("origin", "origin", whip_socket, env, run_dir)]
         self.children += [
-            Child(f"worker-{index}", "worker", listener_socket, env)
+            Child(f"worker-{index}", "worker", listener_socket, env, run_dir)
             for index in range(max(1, settings.workers))
         ]
         self._stopping = False
