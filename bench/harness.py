@@ -118,7 +118,11 @@ def create_space(server: Server, title: str) -> dict[str, Any]:
 
 def metric_values(server: Server, space_id: str) -> dict[str, float]:
     """The space's samples in /metrics, by metric name (counters without their `_total`)."""
-    text = httpx.get(server.url + "/metrics", timeout=HTTP_TIMEOUT_S).text
+    text = httpx.get(
+        server.url + "/metrics",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=HTTP_TIMEOUT_S,
+    ).text
     values: dict[str, float] = {}
     pattern = re.compile(r'^(rostra_\w+)\{space="' + re.escape(space_id) + r'"\} (\S+)$')
     for line in text.splitlines():

@@ -43,6 +43,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from bots import ReturnTap, TimedPcmTrack, join, sender_lateness
 from gate_servers import free_port
 from harness import (
+    ADMIN_TOKEN,
     ROOT,
     STARTING_NICENESS,
     Server,
@@ -61,6 +62,8 @@ from rostra.rehearse.speaker import whip_target
 from wrk_load import REQUEST_TIMEOUT_S, RESULT_MARK, wrk_binary, wrk_version
 
 NAME = "isolation"
+# /metrics answers the admin token only
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BASELINE_COMMIT = "22cf42e"
 BASELINE_TREE = Path("/tmp/rostra-baseline")  # noqa: S108 - the worktree the lead names
 SEGMENT_S = 1.024
@@ -411,7 +414,7 @@ async def read_metrics(client: httpx.AsyncClient, urls: list[str], space_id: str
     """/metrics from the first of `urls` that reports the space's mixer clock."""
     for url in urls:
         with contextlib.suppress(httpx.HTTPError):
-            response = await client.get(url, timeout=HTTP_TIMEOUT_S)
+            response = await client.get(url, headers=ADMIN_AUTH, timeout=HTTP_TIMEOUT_S)
             values = parse_metrics(response.text, space_id)
             if LATE_METRIC in values:
                 return {"url": url, "values": values}

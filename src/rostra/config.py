@@ -34,6 +34,11 @@ class Settings:
     admin_token: str = ""
     signing_secret: str = ""
     invite_ttl_s: int = 7 * 24 * 3600
+    # host links expire (a rotation ends them sooner: `rostra space host-link ID --rotate`)
+    host_token_ttl_s: int = 30 * 24 * 3600
+    # coturn's `use-auth-secret`: TURN servers named without a password get time-limited ones
+    turn_secret: str = ""
+    turn_ttl_s: int = 3600
     max_voices: int = 13
     max_sdp_bytes: int = 64 * 1024
     live_window_segments: int = 6
@@ -44,6 +49,10 @@ class Settings:
     heartbeat_interval_s: float = 20.0
     ticket_ttl_s: int = 2 * 3600
     reactions_per_10s: int = 10
+    # joins admitted per second per space, and the bucket's burst (docs/audience.md: why these);
+    # a host or admin overrides them per space (`rostra space defend`)
+    admission_rate: float = 5_000.0
+    admission_burst: int = 10_000
     redis: str = ""
     gate_workers: int = 1
     # longer than the heartbeat interval, so a listener's connection is reused between beats
@@ -66,6 +75,26 @@ class Settings:
     min_free_mb: int = 512
     # peers whose X-Forwarded-For is believed (an edge); empty: none
     trusted_proxies: tuple[str, ...] = ()
+    # proof-of-work (ALTCHA) on join, for spaces whose defence sets none: off, on, or auto (on
+    # under attack); `auto` also counts bad tickets per second per deployment as an attack
+    pow: str = "off"
+    pow_bad_tickets_per_s: float = 50.0
+    # per-source limits ("N/second|minute|hour", the `limits` package's notation), per client
+    # address and per prefix (/24 IPv4, /48 IPv6): generous per address, for carrier NAT
+    limit_join_ip: str = "30/minute"
+    limit_join_prefix: str = "600/minute"
+    limit_write_ip: str = "600/minute"
+    limit_write_prefix: str = "6000/minute"
+    limit_admin_ip: str = "300/minute"
+    limit_admin_prefix: str = "3000/minute"
+    # a space whose proof-of-work is on (`space defend --pow on`) is under attack: its joins'
+    # per-prefix limit tightens to this
+    limit_join_prefix_defended: str = "120/minute"
+    # addresses or networks no limit applies to: loopback by default (a local edge or rehearsal
+    # without --trusted-proxies would otherwise put every listener behind one address)
+    limits_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # the incident log keeps its per-second rows this long
+    incident_retention_days: int = 30
     # Testing aid: drop this fraction of speaker RTP packets (seeded), to prove concealment.
     ingest_drop_rate: float = 0.0
     ingest_drop_seed: int = 0

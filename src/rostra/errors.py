@@ -234,3 +234,136 @@ class OriginUnavailable(Unavailable):
 
     type_slug = "origin-unavailable"
     title = "Origin unavailable"
+
+
+class SpaceUnreadable(Conflict):
+    """The space's stored record holds a value that cannot be read (written before the rules
+    that now refuse it): the space cannot be served until an operator fixes or removes it."""
+
+    type_slug = "space-unreadable"
+    title = "Space record unreadable"
+
+
+class TicketRevoked(Forbidden):
+    """The listener ticket is genuine but was given back (the listener left): join again."""
+
+    type_slug = "ticket-revoked"
+    title = "Revoked ticket"
+
+
+class InviteSeatsTaken(Conflict):
+    """A shared invite link already holds as many stage seats at once as it allows."""
+
+    type_slug = "invite-seats-taken"
+    title = "Invite's seats taken"
+
+
+class SessionNotOwned(Forbidden):
+    """The credential did not create this stage session, and is not the host's."""
+
+    type_slug = "session-not-owned"
+    title = "Not your session"
+
+
+class HostLinkRotated(Forbidden):
+    """The host link was rotated: tokens of an older generation no longer work."""
+
+    type_slug = "host-link-rotated"
+    title = "Host link rotated"
+
+
+class ChallengeRequired(Unauthorized):
+    """Joining this space needs a proof-of-work (ALTCHA) first; the problem carries the
+    challenge to solve, so a client needs one round trip."""
+
+    type_slug = "challenge-required"
+    title = "Proof-of-work required"
+
+    def __init__(self, detail: str, *, challenge: dict[str, object]) -> None:
+        super().__init__(detail)
+        self.challenge = challenge
+
+    @property
+    def extra(self) -> dict[str, object]:
+        """Members added to the problem document."""
+        return {"challenge": self.challenge}
+
+
+class ChallengeFailed(Unauthorized):
+    """The proof-of-work is malformed, was not issued here, was altered, does not solve its
+    challenge, or was solved for another space."""
+
+    type_slug = "challenge-failed"
+    title = "Proof-of-work failed"
+
+
+class ChallengeSpent(Unauthorized):
+    """The proof-of-work was valid but has already been used once."""
+
+    type_slug = "challenge-spent"
+    title = "Proof-of-work already used"
+
+
+class SourceRateLimited(TooManyRequests):
+    """One client address, or its network prefix, is over its per-source request limit."""
+
+    type_slug = "rate-limited"
+    title = "Too many requests from this source"
+
+
+class WaitingRoom(Unavailable):
+    """The space admits listeners at its admission rate and this join is in line: retry after
+    `retry_after_s` with the arrival token, which keeps the place."""
+
+    type_slug = "waiting-room"
+    title = "In line to be counted"
+
+    def __init__(
+        self, detail: str, *, position: int, number: int, arrival: str, retry_after_s: float
+    ) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s)
+        self.position = position
+        self.number = number
+        self.arrival = arrival
+        # members of the problem body (web/problems.py adds them)
+        self.extra = {
+            "position": position,
+            "retry_after_s": retry_after_s,
+            "number": number,
+            "arrival": arrival,
+        }
+
+
+class ArrivalInvalid(Unauthorized):
+    """The arrival token (a place in a space's line) is malformed, forged or tampered."""
+
+    type_slug = "arrival-invalid"
+    title = "Invalid arrival token"
+
+
+class ArrivalExpired(Unauthorized):
+    """The arrival token is older than its life: join again without it, at the back."""
+
+    type_slug = "arrival-expired"
+    title = "Expired arrival token"
+
+
+class ArrivalWrongSpace(Forbidden):
+    """The arrival token is genuine but holds a place in another space's line."""
+
+    type_slug = "arrival-wrong-space"
+    title = "Arrival token of another space"
+
+
+class ArrivalSpent(Unauthorized):
+    """The arrival token's number was already admitted once: join again without it."""
+
+    type_slug = "arrival-spent"
+    title = "Spent arrival token"
+
+
+class IncidentLogUnavailable(Unavailable):
+    """The incident log's store (the data folder's database, or Redis) cannot be read now."""
+
+    type_slug = "incident-log-unavailable"
+    title = "Incident log unavailable"

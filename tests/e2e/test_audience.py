@@ -196,10 +196,10 @@ def test_metrics_report_gate_traffic_and_the_count(gate_server: Server) -> None:
         f'rostra_listeners{{space="{space["id"]}"}} 1.0',
     )
     deadline = time.monotonic() + 5
-    metrics = httpx.get(gate_server.url + "/metrics").text
+    metrics = gate_server.api("GET", "/metrics").text
     while not all(line in metrics for line in wanted) and time.monotonic() < deadline:
         time.sleep(0.3)
-        metrics = httpx.get(gate_server.url + "/metrics").text
+        metrics = gate_server.api("GET", "/metrics").text
     assert 'rostra_gate_requests_total{kind="joins"} 1.0' in metrics
     assert 'rostra_gate_requests_total{kind="heartbeats"} 1.0' in metrics
     assert 'rostra_gate_rejections_total{reason="ticket-invalid"} 1.0' in metrics

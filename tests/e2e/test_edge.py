@@ -261,7 +261,7 @@ def test_browser_listener_plays_through_the_edge(deployment: Deployment) -> None
             page.goto(deployment.space["listen_url"])
             page.click("#play")
             page.wait_for_function(
-                "document.getElementById('player').currentTime > 1", timeout=30_000
+                "() => document.getElementById('player').currentTime > 1", timeout=30_000
             )
             before = page.evaluate("document.getElementById('player').currentTime")
             time.sleep(4.0)

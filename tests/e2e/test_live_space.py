@@ -200,7 +200,7 @@ def test_three_percent_packet_loss_is_concealed(tmp_path: Path) -> None:
         time.sleep(0.5)
         bot = speak_tone(space["speaker_invite_url"], 600, 10)
         finish(bot)
-        metrics = httpx.get(lossy.url + "/metrics").text
+        metrics = lossy.api("GET", "/metrics").text
         listener.communicate(timeout=30)
     finally:
         stop_server(lossy)

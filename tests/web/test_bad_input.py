@@ -130,7 +130,8 @@ async def test_stage_refuses_a_voice_past_the_limit(tmp_path: Path) -> None:
     try:
         space = limited.create_space("Small stage")
         token = token_of(space["speaker_invite_url"])
-        seats = [await publish(space["whip_url"], token) for _ in range(2)]
+        host = token_of(space["host_url"])  # one seat is the host's alone
+        seats = [await publish(space["whip_url"], t) for t in (token, host)]
         assert all(r.status_code == 201 for _, r in seats), [r.text for _, r in seats]
         pc, third = await publish(space["whip_url"], token)
         assert_problem(third, 409, "allows 2 voices", "2 are on stage")
@@ -246,7 +247,11 @@ async def test_bad_requests_do_not_disturb_the_live_program(server: Server) -> N
                 statuses.add(response.status_code)
         assert statuses <= {401, 404, 413}, statuses
         playlist = (await client.get(f"{server.url}/live/{space['id']}/audio.m3u8")).text
-        metrics = (await client.get(server.url + "/metrics")).text
+        metrics = (
+            await client.get(
+                server.url + "/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            )
+        ).text
     numbers = [int(line[4:10]) for line in playlist.splitlines() if line.startswith("seg_")]
     assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
     dropped = [
@@ -279,7 +284,8 @@ def test_whip_options_names_the_ice_servers(tmp_path: Path) -> None:
     )
     try:
         space = with_turn.create_space("ICE")
-        response = httpx.options(space["whip_url"])
+        token = token_of(space["speaker_invite_url"])
+        response = httpx.options(space["whip_url"], headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 204
         link = response.headers["link"]
         assert '<stun:stun.example.org:3478>; rel="ice-server"' in link
@@ -292,14 +298,16 @@ def test_whip_options_names_the_ice_servers(tmp_path: Path) -> None:
 
 async def test_thirteen_voices_fit_and_the_fourteenth_is_refused(server: Server) -> None:
     space = server.create_space("Full stage")
-    token = token_of(space["speaker_invite_url"])
+    invite = server.api("POST", f"/api/v1/spaces/{space['id']}/invites", json={"seats": 12})
+    shared = token_of(invite.json()["speaker_invite_url"])
     seats = []
     try:
-        for number in range(13):
+        for number in range(13):  # twelve speakers, then the host in the seat kept for the host
+            token = shared if number < 12 else token_of(space["host_url"])
             pc, response = await publish(space["whip_url"], token, name=f"Voice{number}")
             seats.append(pc)
             assert response.status_code == 201, f"voice {number + 1}: {response.text}"
-        pc, refused = await publish(space["whip_url"], token, name="Fourteen")
+        pc, refused = await publish(space["whip_url"], shared, name="Fourteen")
         seats.append(pc)
         assert_problem(refused, 409, "allows 13 voices", "13 are on stage")
         async with httpx.AsyncClient() as client:

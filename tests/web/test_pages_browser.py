@@ -16,7 +16,7 @@ from scipy import signal
 
 from rostra.audience.gate import REACTIONS
 from tests.audio_check import SAMPLE_RATE_HZ, Audio, decode, rms_db
-from tests.conftest import Server
+from tests.conftest import ADMIN_TOKEN, Server
 from tests.web.conftest import HEARTBEAT_INTERVAL_S, ConsoleWatch, Speech
 
 pytestmark = pytest.mark.browser
@@ -165,7 +165,7 @@ def test_listener_page_plays_live_program(
     listener.locator("#stage .member-name", has_text="Ada").wait_for()
     listener.click("#play")
     listener.wait_for_function(
-        "document.getElementById('player').currentTime > 1", timeout=STAGE_TIMEOUT_MS
+        "() => document.getElementById('player').currentTime > 1", timeout=STAGE_TIMEOUT_MS
     )
     measured = listener.evaluate(MEASURE_PROGRAM_JS, 3)
 
@@ -184,7 +184,7 @@ def test_listener_page_waits_for_scheduled_space_and_plays_once_live(
     web_server: Server, context: Any, console: ConsoleWatch
 ) -> None:
     response = web_server.api(
-        "POST", "/api/v1/spaces", json={"title": "Later", "scheduled_at": "2030-01-01T18:00:00Z"}
+        "POST", "/api/v1/spaces", json={"title": "Later", "scheduled_at": in_a_month()}
     )
     assert response.status_code == 201, response.text
     space = response.json()
@@ -199,7 +199,7 @@ def test_listener_page_waits_for_scheduled_space_and_plays_once_live(
     assert response.status_code == 200, response.text
 
     listener.wait_for_function(
-        "document.getElementById('player').currentTime > 0.5", timeout=STAGE_TIMEOUT_MS
+        "() => document.getElementById('player').currentTime > 0.5", timeout=STAGE_TIMEOUT_MS
     )
     assert listener.get_attribute("#status", "data-status") == "live"
     assert errors_besides_not_live_yet(console) == [], console.failed
@@ -258,7 +258,7 @@ def test_listener_page_plays_replay_with_seek_and_download_after_end(
     assert listener.get_attribute("#download", "href") == space["download_url"]
     assert listener.locator("#players").is_hidden()
     listener.click("#play")
-    listener.wait_for_function("document.getElementById('player').currentTime > 1")
+    listener.wait_for_function("() => document.getElementById('player').currentTime > 1")
     duration = float(listener.get_attribute("#seek-bar", "max") or 0)
     assert duration >= 3, f"the replay lasts {duration} s"
     listener.evaluate(
@@ -266,7 +266,9 @@ def test_listener_page_plays_replay_with_seek_and_download_after_end(
         bar.value = String(t); bar.dispatchEvent(new Event('change')); }""",
         duration - 1,
     )
-    listener.wait_for_function(f"document.getElementById('player').currentTime >= {duration - 1.5}")
+    listener.wait_for_function(
+        f"() => document.getElementById('player').currentTime >= {duration - 1.5}"
+    )
     listener.screenshot(path=screenshots / "listen-replay-desktop.png", full_page=True)
     assert console.errors == [], console.failed
 
@@ -404,9 +406,18 @@ def fresh_state(server: Server, space_id: str) -> dict[str, Any]:
     return body
 
 
+def in_a_month() -> str:
+    """A start time the server accepts (from 2000 to a year ahead), ISO 8601 UTC."""
+    return time.strftime("%Y-%m-%dT18:00:00Z", time.gmtime(time.time() + 30 * 86_400))
+
+
 def gate_count(server: Server, kind: str) -> int:
     """Listener writes of `kind` the gate accepted so far, from /metrics."""
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    text = httpx.get(
+        f"{server.url}/metrics",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=10,
+    ).text
     line = f'rostra_gate_requests_total{{kind="{kind}"}} '
     values = [row.removeprefix(line) for row in text.splitlines() if row.startswith(line)]
     assert values, f"no {line!r} in /metrics"
@@ -417,7 +428,7 @@ def play_live(page: Any) -> None:
     page.locator("#status[data-status='live']").wait_for()
     page.click("#play")
     page.wait_for_function(
-        "document.getElementById('player').currentTime > 0.5", timeout=PLAYING_TIMEOUT_MS
+        "() => document.getElementById('player').currentTime > 0.5", timeout=PLAYING_TIMEOUT_MS
     )
 
 
@@ -478,11 +489,11 @@ def test_listener_page_shows_seeded_listeners_plus_itself(
     counted_s = time.monotonic()
     expected = str(SEEDED_LISTENERS + 1)
     page.wait_for_function(
-        f"document.getElementById('listeners').textContent === '{expected}'",
+        f"() => document.getElementById('listeners').textContent === '{expected}'",
         timeout=COUNT_VISIBLE_S * 1000,
     )
     host.wait_for_function(
-        f"document.getElementById('listeners').textContent === '{expected}'",
+        f"() => document.getElementById('listeners').textContent === '{expected}'",
         timeout=max(500, (COUNT_VISIBLE_S - (time.monotonic() - counted_s)) * 1000),
     )
     assert page.locator("#listeners-error").is_hidden()  # below 100 listeners: no ± note
@@ -493,7 +504,7 @@ def test_listener_page_shows_seeded_listeners_plus_itself(
     assert console.errors == [], console.failed
 
 
-def test_listener_page_reload_keeps_its_ticket(
+def test_listener_page_reload_gives_its_ticket_back_and_joins_again(
     audience_server: Server, context: Any, console: ConsoleWatch
 ) -> None:
     space = audience_server.create_space("Reloaded")
@@ -512,11 +523,18 @@ def test_listener_page_reload_keeps_its_ticket(
     play_live(page)
     log.wait_for(page, "heartbeat", count=2)
 
-    assert log.kinds().count("join") == 1, log.kinds()
-    last = log.requests("heartbeat")[-1]
-    assert last.headers.get("authorization") == f"Bearer {ticket}"
-    # the page said goodbye as it went away (a beacon: Playwright does not see it, the gate does)
+    # the page said goodbye as it went away (a beacon: Playwright does not see it, the gate does),
+    # which gave its ticket back: the reloaded page joined again instead of being refused
     assert gate_count(audience_server, "leaves") == leaves + 1
+    assert log.kinds().count("join") == 2, log.kinds()
+    last = log.requests("heartbeat")[-1]
+    assert last.headers.get("authorization") != f"Bearer {ticket}"
+    refused = httpx.post(
+        f"{audience_server.url}/api/v1/spaces/{space['id']}/heartbeat",
+        headers={"Authorization": f"Bearer {ticket}"},
+        timeout=10,
+    )
+    assert refused.status_code == 403, refused.text
     assert console.errors == [], console.failed
 
 
@@ -638,7 +656,7 @@ def test_audience_screenshots_show_count_reactions_and_hands(
             play_live(page)
             page.get_by_role("button", name="React with applause").click()
             page.wait_for_function(  # the crowd, and this page once its heartbeat is counted
-                f"Number(document.getElementById('listeners').textContent) > {CROWD}",
+                f"() => Number(document.getElementById('listeners').textContent) > {CROWD}",
                 timeout=COUNT_VISIBLE_S * 1000 * 2,
             )
             assert page.inner_text("#listeners-error").startswith("±")

@@ -44,7 +44,7 @@ def test_pages_ride_through_a_killed_origin(context: Any, tmp_path: Path) -> Non
         listener.locator("#status[data-status='live']").wait_for()
         listener.click("#play")
         listener.wait_for_function(
-            "document.getElementById('player').currentTime > 2", timeout=STAGE_TIMEOUT_MS
+            "() => document.getElementById('player').currentTime > 2", timeout=STAGE_TIMEOUT_MS
         )
 
         killed = origin_pid(server)

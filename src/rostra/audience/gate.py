@@ -11,6 +11,15 @@ import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
+from rostra.audience.admission import AdmissionControl, Arrival
+from rostra.audience.challenge import ProofOfWork
+from rostra.audience.defense import (
+    MAX_ADMISSION_BURST,
+    MAX_ADMISSION_RATE,
+    DefenseService,
+    PowMode,
+    SpaceDefense,
+)
 from rostra.audience.presence import PresenceService
 from rostra.audience.tickets import IssuedTicket, Ticket, TicketSigner
 from rostra.clock import Clock
@@ -20,10 +29,13 @@ from rostra.errors import (
     RostraError,
     SpaceEnded,
     SpaceNotFound,
+    TicketRevoked,
     Unavailable,
+    WaitingRoom,
 )
 from rostra.ids import is_space_id
 from rostra.store.reactions import ReactionStore
+from rostra.store.revocations import MemoryRevocationLog, Revocation, RevocationList
 from rostra.store.status import SpaceStatusStore
 
 REACTIONS = ("👏", "❤️", "😂", "🔥", "👍", "😮", "🙏", "🎉", "💯", "🤔")
@@ -35,6 +47,7 @@ STATUS_CACHE_ENTRIES = 10_000
 RATE_LIMITED_LISTENERS = 100_000
 # renew a ticket when less than this share of its life is left
 RENEW_BELOW = 0.25
+UNGUARDED = SpaceDefense(PowMode.OFF, MAX_ADMISSION_RATE, MAX_ADMISSION_BURST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +113,13 @@ class StatusCache:
 
 
 class Gate:
+    # the join's proof-of-work check (audience/challenge.py), set by the wiring; None: never asked
+    challenge: ProofOfWork | None = None
+    # the joins' token bucket and line (audience/admission.py) and each space's defence
+    # (audience/defense.py), set by the wiring; None: every join admitted, no defence
+    admission: AdmissionControl | None = None
+    defenses: DefenseService | None = None
+
     def __init__(
         self,
         *,
@@ -112,6 +132,7 @@ class Gate:
         heartbeat_interval_s: float,
         reactions_per_10s: int,
         status_cache_entries: int = STATUS_CACHE_ENTRIES,
+        revocations: RevocationList | None = None,
     ) -> None:
         self.tickets = tickets
         self.presence = presence
@@ -125,6 +146,9 @@ class Gate:
         self._pending_reactions: dict[str, Counter[str]] = {}
         self._reactions_lock = threading.Lock()
         self.counters: Counter[str] = Counter()
+        self.revocations = (
+            revocations if revocations is not None else RevocationList(MemoryRevocationLog())
+        )
 
     def _now_s(self) -> float:
         return self._clock.now().timestamp()
@@ -151,18 +175,32 @@ class Gate:
         spread = self._heartbeat_interval_s * HEARTBEAT_JITTER
         return round(self._heartbeat_interval_s + random.uniform(-spread, spread), 1)  # noqa: S311
 
-    def join(self, space_id: str) -> Admission:
+    def defense(self, space_id: str) -> SpaceDefense:
+        """The space's defence (cached about a second per worker)."""
+        if self.defenses is None:
+            return UNGUARDED
+        return self.defenses.get(space_id)
+
+    def join(self, space_id: str, *, arrival: Arrival | None = None) -> Admission:
+        """A ticket when the space's bucket allows; else WaitingRoom, a place in line (kept by
+        `arrival`, the verified token of an earlier answer)."""
         status = self.status(space_id)
         if status is None:
             raise SpaceNotFound(f"no space has id '{space_id[:40]}'")
         if status == "ended":
             raise SpaceEnded(f"space '{space_id}' has ended; it admits no more listeners")
+        if self.admission is not None:
+            try:
+                self.admission.admit(space_id, self.defense(space_id), arrival)
+            except WaitingRoom:
+                self.counters["queued"] += 1
+                raise
         issued = self.tickets.issue(space_id, now_s=self._now_s(), ttl_s=self._ticket_ttl_s)
         self.presence.record_admission(space_id, issued.ticket.listener_id)
         self.counters["joins"] += 1
         return Admission(issued=issued, heartbeat_interval_s=self.heartbeat_interval_s())
 
-    def verify(self, token: str | None, space_id: str) -> Ticket:
+    def _signed(self, token: str | None, space_id: str) -> Ticket:
         """The ticket's signature, expiry and space: no storage is touched to say no."""
         try:
             return self.tickets.verify(token or "", space_id, now_s=self._now_s())
@@ -170,9 +208,32 @@ class Gate:
             self.counters[f"rejected:{error.type_slug}"] += 1
             raise
 
+    def verify(self, token: str | None, space_id: str) -> Ticket:
+        """A genuine ticket (signature first), not given back: the revocations are this
+        worker's local list, so saying no still touches no storage."""
+        ticket = self._signed(token, space_id)
+        if self.revocations.is_revoked(ticket.listener_id, self._now_s()):
+            self.counters["rejected:ticket-revoked"] += 1
+            raise TicketRevoked(
+                f"this ticket was given back when its listener left space '{space_id}'; join again"
+            )
+        return ticket
+
+    def _verify_open(self, token: str | None, space_id: str) -> Ticket:
+        """A valid ticket of a space that has not ended (its status cached a second)."""
+        ticket = self.verify(token, space_id)
+        try:
+            status = self.status(space_id)
+        except Unavailable:
+            status = None  # the store is away: the signed ticket is all there is to go by
+        if status == "ended":
+            self.counters["rejected:space-ended"] += 1
+            raise SpaceEnded(f"space '{space_id}' has ended; it takes no more listener calls")
+        return ticket
+
     def heartbeat(self, token: str | None, space_id: str) -> IssuedTicket | None:
         """Count the listener; a renewed ticket when theirs is near its end."""
-        ticket = self.verify(token, space_id)
+        ticket = self._verify_open(token, space_id)
         self.presence.record_heartbeat(space_id, ticket.listener_id)
         self.counters["heartbeats"] += 1
         now_s = self._now_s()
@@ -182,13 +243,19 @@ class Gate:
         return None
 
     def leave(self, token: str | None, space_id: str) -> None:
-        """A listener leaving stops heartbeating: they drop out of the next window."""
-        ticket = self.verify(token, space_id)
+        """A listener leaving stops heartbeating (they drop out of the next window) and gives
+        the ticket back: no ticket of theirs works again, even one renewed before. A second
+        leave with the same ticket is no error (a page may send its beacon twice)."""
+        ticket = self._signed(token, space_id)
+        now_s = self._now_s()
+        # a renewal issued just before leaving lives at most a ticket's lifetime from now
+        until_s = max(float(ticket.expires_at_s), now_s + self._ticket_ttl_s)
+        self.revocations.revoke(Revocation(ticket.listener_id, until_s), now_s)
         self.reactions.lower_hand(space_id, ticket.listener_id)
         self.counters["leaves"] += 1
 
     def react(self, token: str | None, space_id: str, emoji: str) -> None:
-        ticket = self.verify(token, space_id)
+        ticket = self._verify_open(token, space_id)
         if emoji not in REACTIONS:
             raise ReactionNotAllowed(f"emoji '{emoji[:8]}' is not one of {' '.join(REACTIONS)}")
         wait_s = self._limiter.allow(ticket.listener_id, self._now_s())
@@ -202,12 +269,12 @@ class Gate:
         self.counters["reactions"] += 1
 
     def raise_hand(self, token: str | None, space_id: str) -> None:
-        ticket = self.verify(token, space_id)
+        ticket = self._verify_open(token, space_id)
         self.reactions.raise_hand(space_id, ticket.listener_id, self._now_s())
         self.counters["hands"] += 1
 
     def lower_hand(self, token: str | None, space_id: str) -> None:
-        ticket = self.verify(token, space_id)
+        ticket = self._verify_open(token, space_id)
         self.reactions.lower_hand(space_id, ticket.listener_id)
         self.counters["hands_lowered"] += 1
 
@@ -219,3 +286,4 @@ class Gate:
         now_s = self._now_s()
         for space_id, counts in pending.items():
             self.reactions.add_reactions(space_id, dict(counts), now_s)
+        self.revocations.sync(now_s)

@@ -45,6 +45,9 @@ def gate(
         workers=settings.gate_workers,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         timeout_keep_alive=int(settings.keep_alive_s),
+        # a client's address comes from X-Forwarded-For only when the peer is a trusted edge
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
         log_level="warning",
         access_log=False,
     )

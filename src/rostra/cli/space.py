@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from rostra.audience.defense import PowMode
 from rostra.config import ADMIN_TOKEN_FILE, DEFAULT_HOST, DEFAULT_PORT
 
 app = typer.Typer(no_args_is_help=True)
@@ -101,11 +102,30 @@ def list_spaces(server: ServerOption = None) -> None:
     _print(_call("GET", server, "/api/v1/spaces"))
 
 
+@app.command("host-link")
+def host_link(
+    space_id: str,
+    rotate: Annotated[
+        bool, typer.Option("--rotate", help="End every older host link of the space")
+    ] = False,
+    server: ServerOption = None,
+) -> None:
+    """Print a fresh host link (it expires); --rotate makes every older one stop working."""
+    _print(_call("POST", server, f"/api/v1/spaces/{space_id}/host-link", {"rotate": rotate}))
+
+
 @app.command()
 def invite(
     space_id: str,
     name: Annotated[str | None, typer.Option(help="Speaker's name")] = None,
     uses: Annotated[int | None, typer.Option(help="How many times the link may be used")] = None,
+    seats: Annotated[
+        int | None,
+        typer.Option(
+            help="Stage seats a link without a name holds at once (default 4; a named invite"
+            " holds one, and a new connection with it replaces the old)"
+        ),
+    ] = None,
     server: ServerOption = None,
 ) -> None:
     """Mint a speaker invite link."""
@@ -114,4 +134,35 @@ def invite(
         body["name"] = name
     if uses is not None:
         body["uses"] = uses
+    if seats is not None:
+        body["seats"] = seats
     _print(_call("POST", server, f"/api/v1/spaces/{space_id}/invites", body))
+
+
+@app.command()
+def defend(
+    space_id: str,
+    pow: Annotated[
+        PowMode | None,
+        typer.Option("--pow", help="Proof-of-work for joins: on, off, or auto (under attack)"),
+    ] = None,
+    admission_rate: Annotated[
+        float | None,
+        typer.Option("--admission-rate", min=0.001, help="Joins admitted per second"),
+    ] = None,
+    admission_burst: Annotated[
+        int | None,
+        typer.Option("--admission-burst", min=1, help="Joins admitted at once after a lull"),
+    ] = None,
+    server: ServerOption = None,
+) -> None:
+    """Set the space's defence (prints it; with no option, just prints it)."""
+    body: dict[str, Any] = {}
+    if pow is not None:
+        body["pow"] = pow.value
+    if admission_rate is not None:
+        body["admission_rate"] = admission_rate
+    if admission_burst is not None:
+        body["admission_burst"] = admission_burst
+    path = f"/api/v1/spaces/{space_id}/defense"
+    _print(_call("PUT", server, path, body) if body else _call("GET", server, path))

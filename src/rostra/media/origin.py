@@ -1,7 +1,9 @@
 """The origin: every space's pipeline and the speaker connections on its stage.
 
 Media plane. Takes orders (connect, go live, end) from the composition root in web/; knows no
-HTTP, store or stage rules beyond the voice limit it is given.
+HTTP or store. Its seat rules: the host's seat is always kept free for the host (speakers fill at
+most all but one), a personal claim holds one session (a new one replaces it), a shared one at most
+its seats.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rostra.clock import Clock
-from rostra.errors import SpeakerNotFound, StageFull
+from rostra.errors import InvalidSdp, InviteSeatsTaken, SpeakerNotFound, StageFull
 from rostra.ids import new_session_id
 from rostra.media.health import PipelineHealth
-from rostra.media.ice import IceServer, restrict_ice_host_addresses
+from rostra.media.ice import IceServer, client_ice_servers, restrict_ice_host_addresses
 from rostra.media.ingest import PacketDropper, WhipConnection
 from rostra.media.pipeline import SpacePipeline
 from rostra.media.remux import remux_recording
+from rostra.media.sdp_check import check_offer
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,34 @@ class _Session:
     connection: WhipConnection
 
 
+HOST_ROLE = "host"
+# what aiortc raises on offers it cannot use (it asserts and indexes rather than reporting)
+_AIORTC_OFFER_ERRORS = (AssertionError, AttributeError, ValueError, KeyError, IndexError, TypeError)
+
+
+@dataclass(frozen=True, slots=True)
+class SeatClaim:
+    """Who asks for a seat: the host, a personal credential (one session, replaced by a new one),
+    or a shared link holding at most `seats` sessions at once."""
+
+    role: str
+    invite_id: str | None = None
+    seats: int | None = None
+
+    @property
+    def is_host(self) -> bool:
+        return self.role == HOST_ROLE
+
+    @property
+    def is_personal(self) -> bool:
+        return self.is_host or self.seats is None
+
+    def owns(self, member: StageMember) -> bool:
+        if self.is_host:
+            return member.role == HOST_ROLE
+        return member.invite_id is not None and member.invite_id == self.invite_id
+
+
 class Origin:
     def __init__(
         self,
@@ -61,6 +92,8 @@ class Origin:
         ice_servers: Sequence[str] = (),
         ice_host_addresses: Sequence[str] = (),
         max_voices: int = 13,
+        turn_secret: str = "",
+        turn_ttl_s: int = 3600,
         window_segments: int = 6,
         drop_rate: float = 0.0,
         drop_seed: int = 0,
@@ -70,6 +103,8 @@ class Origin:
         self._root = media_root
         self.ice_servers = tuple(IceServer.parse(entry) for entry in ice_servers)
         self._max_voices = max_voices
+        self._turn_secret = turn_secret
+        self._turn_ttl_s = turn_ttl_s
         self._window = window_segments
         self._drop_rate = drop_rate
         self._drop_seed = drop_seed
@@ -78,7 +113,8 @@ class Origin:
         self._is_self_clocked = is_self_clocked
         self._pipelines: dict[str, SpacePipeline] = {}
         self._sessions: dict[str, dict[str, _Session]] = {}
-        self._reserved: dict[str, int] = {}
+        # members whose connection is being set up: they hold their seats meanwhile
+        self._pending: dict[str, dict[str, StageMember]] = {}
         self._ingest_totals: dict[str, dict[str, int]] = {}
         self._watchdog: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -117,50 +153,99 @@ class Origin:
             self._pipelines[space_id] = pipeline
         return pipeline
 
+    def client_ice_servers(self, label: str) -> tuple[IceServer, ...]:
+        """The ICE servers for one client, TURN credentials expiring where a secret is set."""
+        return client_ice_servers(
+            self.ice_servers,
+            secret=self._turn_secret,
+            label=label,
+            now_s=time.time(),
+            ttl_s=self._turn_ttl_s,
+        )
+
+    def _take_seat(self, space_id: str, claim: SeatClaim, member: StageMember) -> None:
+        """Hold a seat for the member (a personal claim's own sessions do not count: the new one
+        replaces them), or raise why not."""
+        held = [s.member for s in self._sessions.get(space_id, {}).values()]
+        held += self._pending.get(space_id, {}).values()
+        replaced = [m.id for m in held if claim.is_personal and claim.owns(m)]
+        staying = [m for m in held if m.id not in replaced]
+        if claim.is_host:
+            limit, counted = self._max_voices, staying
+        else:
+            limit = self._max_voices - 1
+            counted = [m for m in staying if m.role != HOST_ROLE]
+        if len(counted) >= limit:
+            kept = "" if claim.is_host else " (one seat is kept for the host)"
+            raise StageFull(
+                f"space '{space_id}' allows {self._max_voices} voices{kept};"
+                f" {len(staying)} are on stage"
+            )
+        if claim.seats is not None:
+            mine = [m for m in staying if claim.owns(m)]
+            if len(mine) >= claim.seats:
+                raise InviteSeatsTaken(
+                    f"invite '{claim.invite_id}' holds at most {claim.seats} seats at once;"
+                    f" {len(mine)} are taken: ask the host for another invite"
+                )
+        self._pending.setdefault(space_id, {})[member.id] = member
+
     async def connect(
-        self,
-        space_id: str,
-        offer_sdp: str,
-        *,
-        name: str,
-        role: str,
-        invite_id: str | None,
+        self, space_id: str, offer_sdp: str, *, name: str, claim: SeatClaim
     ) -> tuple[StageMember, str]:
         """Put a speaker on stage: the SDP answer, once the connection is set up."""
-        sessions = self._sessions.setdefault(space_id, {})
-        voices = len(sessions) + self._reserved.get(space_id, 0)
-        if voices >= self._max_voices:
-            raise StageFull(
-                f"space '{space_id}' allows {self._max_voices} voices; {voices} are on stage"
-            )
-        self._reserved[space_id] = self._reserved.get(space_id, 0) + 1
+        check_offer(offer_sdp)
         session_id = new_session_id()
+        voices = len(self._sessions.get(space_id, {}))
+        member = StageMember(
+            id=session_id,
+            name=name or f"Speaker {voices + 1}",
+            role=claim.role,
+            invite_id=claim.invite_id,
+        )
+        self._take_seat(space_id, claim, member)
         dropper = PacketDropper(self._drop_rate, self._drop_seed) if self._drop_rate else None
         connection = WhipConnection(
             asyncio.get_running_loop(),
-            ice_servers=self.ice_servers,
+            ice_servers=self.client_ice_servers(space_id),
             dropper=dropper,
             on_closed=lambda: self._forget(space_id, session_id),
         )
-        member = StageMember(
-            id=session_id, name=name or f"Speaker {voices + 1}", role=role, invite_id=invite_id
-        )
         try:
             answer = await connection.answer(offer_sdp)
+        except _AIORTC_OFFER_ERRORS as exc:
+            await connection.close()
+            raise InvalidSdp(f"the SDP offer cannot be used: {type(exc).__name__}") from exc
         except BaseException:
             await connection.close()
             raise
         finally:
-            self._reserved[space_id] -= 1
-            if not self._reserved[space_id]:
-                del self._reserved[space_id]
+            self._release(space_id, session_id)
         pipeline = self._ensure_pipeline(space_id)
-        sessions[session_id] = _Session(member=member, connection=connection)
+        self._sessions.setdefault(space_id, {})[session_id] = _Session(member, connection)
         if self._watchdog is None or self._watchdog.done():
             self._watchdog = asyncio.create_task(self._watch_speakers())
         pipeline.add_voice(session_id, connection.jitter, connection.return_track.push_threadsafe)
         log.info("speaker joined", extra={"space": space_id, "session": session_id})
+        await self._replace(space_id, claim, keep=session_id)
         return member, answer
+
+    def _release(self, space_id: str, session_id: str) -> None:
+        pending = self._pending.get(space_id, {})
+        pending.pop(session_id, None)
+        if not pending:
+            self._pending.pop(space_id, None)
+
+    async def _replace(self, space_id: str, claim: SeatClaim, *, keep: str) -> None:
+        """A personal credential's new session ends its older ones (any made meanwhile too)."""
+        if not claim.is_personal:
+            return
+        for session in list(self._sessions.get(space_id, {}).values()):
+            if session.member.id != keep and claim.owns(session.member):
+                log.info(
+                    "speaker replaced", extra={"space": space_id, "session": session.member.id}
+                )
+                await session.connection.close()
 
     def ingest_totals(self, space_id: str) -> dict[str, int]:
         """Packet counts of every voice the space has had, by what became of them."""
@@ -198,11 +283,17 @@ class Origin:
         if session is not None:
             log.info("speaker left", extra={"space": space_id, "session": session_id})
 
-    def connection(self, space_id: str, session_id: str) -> WhipConnection:
+    def _session(self, space_id: str, session_id: str) -> _Session:
         session = self._sessions.get(space_id, {}).get(session_id)
         if session is None:
             raise SpeakerNotFound(f"space '{space_id}' has no speaker session '{session_id[:40]}'")
-        return session.connection
+        return session
+
+    def connection(self, space_id: str, session_id: str) -> WhipConnection:
+        return self._session(space_id, session_id).connection
+
+    def member(self, space_id: str, session_id: str) -> StageMember:
+        return self._session(space_id, session_id).member
 
     async def disconnect(self, space_id: str, session_id: str) -> None:
         await self.connection(space_id, session_id).close()
@@ -241,7 +332,7 @@ class Origin:
         for session in list(self._sessions.get(space_id, {}).values()):
             await session.connection.close()
         self._sessions.pop(space_id, None)
-        self._reserved.pop(space_id, None)
+        self._pending.pop(space_id, None)
 
     async def shutdown(self) -> list[str]:
         """Stop without ending: each live space's segment in flight is cut and its live playlist

@@ -204,11 +204,14 @@ async def whip_request(
     return response
 
 
-async def ice_servers(client: httpx.AsyncClient, endpoint: str) -> list[RTCIceServer]:
-    """The STUN/TURN servers the WHIP server names; none (never aiortc's public default) if it
-    names none."""
+async def ice_servers(
+    client: httpx.AsyncClient, endpoint: str, token: str = ""
+) -> list[RTCIceServer]:
+    """The STUN/TURN servers the WHIP server names (to the bearer of a credential of the space);
+    none (never aiortc's public default) if it names none."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        response = await whip_request(client, "OPTIONS", endpoint)
+        response = await whip_request(client, "OPTIONS", endpoint, headers=headers)
     except httpx.HTTPError:
         return []
     return parse_ice_links(response.headers.get("link", ""))
@@ -289,7 +292,7 @@ class Speaker:
         self.resource = ""
 
     async def run(self, client: httpx.AsyncClient) -> None:
-        self._ice = await ice_servers(client, self._target.endpoint)
+        self._ice = await ice_servers(client, self._target.endpoint, self._target.token)
         try:
             session = await self._publish(client)
         except httpx.TransportError as exc:

@@ -5,8 +5,9 @@ Stage plane: uses the store port, knows nothing of HTTP or media.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from rostra.clock import Clock, iso_utc
@@ -15,12 +16,44 @@ from rostra.ids import is_space_id, new_space_id
 from rostra.store.base import SpaceRecord, SpaceStore
 
 MAX_TITLE_CHARS = 200
+# a schedule is for an event people plan to attend: this century, at most a year ahead
+EARLIEST_SCHEDULE = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
+# control characters, surrogates, line/paragraph separators: a title is one printable line
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class SpaceStatus(StrEnum):
     SCHEDULED = "scheduled"
     LIVE = "live"
     ENDED = "ended"
+
+
+def _require_printable(field: str, text: str) -> None:
+    for char in text:
+        if unicodedata.category(char) in _CONTROL_CATEGORIES or char in _BIDI_CONTROLS:
+            raise InvalidFields(
+                f"{field} must not contain control characters (found U+{ord(char):04X})"
+            )
+
+
+def _checked_schedule(scheduled_at: datetime, now: datetime) -> datetime:
+    """The time in UTC, if it is timezone-aware and between 2000 and a year from now."""
+    if scheduled_at.tzinfo is None or scheduled_at.utcoffset() is None:
+        raise InvalidFields("scheduled_at must carry a timezone (ISO 8601, e.g. …Z)")
+    latest = now + MAX_SCHEDULE_AHEAD
+    # the year first: converting a time near year 1 or 9999 to UTC may overflow
+    is_in_range = EARLIEST_SCHEDULE.year <= scheduled_at.year <= latest.year and (
+        EARLIEST_SCHEDULE <= scheduled_at.astimezone(UTC) <= latest
+    )
+    if not is_in_range:
+        raise InvalidFields(
+            f"scheduled_at {scheduled_at.isoformat()[:40]} is out of range: from "
+            f"{EARLIEST_SCHEDULE.date()} to a year from now ({latest.date()})"
+        )
+    in_utc = scheduled_at.astimezone(UTC)
+    return in_utc
 
 
 class SpaceService:
@@ -36,9 +69,10 @@ class SpaceService:
             raise InvalidFields("title must not be empty")
         if len(clean) > MAX_TITLE_CHARS:
             raise InvalidFields(f"title has {len(clean)} characters; at most {MAX_TITLE_CHARS}")
-        if scheduled_at is not None and scheduled_at.tzinfo is None:
-            raise InvalidFields("scheduled_at must carry a timezone (ISO 8601, e.g. …Z)")
+        _require_printable("title", clean)
         now = self._clock.now()
+        if scheduled_at is not None:
+            scheduled_at = _checked_schedule(scheduled_at, now)
         space = SpaceRecord(
             id=new_space_id(),
             title=clean,

@@ -1,5 +1,8 @@
 """Signed tokens for hosts and speaker invites (JWT, HS256, the deployment's signing secret).
 
+Both expire (`exp`). A host token also carries the space's host generation (`gen`): rotating the
+host link bumps the generation in the store, and tokens of an older one are refused.
+
 Stage plane.
 """
 
@@ -28,8 +31,9 @@ class TokenSigner:
     def __init__(self, secret: str) -> None:
         self._secret = secret
 
-    def host_token(self, space_id: str) -> str:
-        return jwt.encode({"typ": HOST_TYPE, "spc": space_id}, self._secret, algorithm=ALGORITHM)
+    def host_token(self, space_id: str, generation: int, expires_at: datetime) -> str:
+        claims = {"typ": HOST_TYPE, "spc": space_id, "gen": generation, "exp": expires_at}
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def invite_token(self, space_id: str, invite_id: str, expires_at: datetime) -> str:
         claims = {"typ": INVITE_TYPE, "spc": space_id, "inv": invite_id, "exp": expires_at}
@@ -55,6 +59,13 @@ class TokenSigner:
         if claims.get("spc") != space_id:
             raise CredentialWrongSpace(
                 f"token {redact(token)} belongs to another space, not '{space_id}'"
+            )
+        if kind == HOST_TYPE and (
+            not isinstance(claims.get("gen"), int) or not isinstance(claims.get("exp"), int)
+        ):
+            raise CredentialInvalid(
+                f"host token {redact(token)} never expires: it is from an older release;"
+                " ask the operator for a new host link"
             )
         role = Role.HOST if kind == HOST_TYPE else Role.SPEAKER
         return role, claims

@@ -19,6 +19,8 @@ class SpaceRecord:
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    # host tokens carry this number; rotating the host link bumps it, so older tokens fail
+    host_generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,8 @@ class InviteRecord:
     is_revoked: bool
     expires_at: datetime
     created_at: datetime
+    # how many live stage sessions the invite may hold at once (None: personal, one, replaced)
+    seats: int | None = None
 
 
 class SpaceStore(Protocol):
@@ -51,6 +55,12 @@ class SpaceStore(Protocol):
     def use_invite(self, invite_id: str) -> InviteRecord | None:
         """Count one use if the invite has uses left; None when it has none (atomically)."""
 
+    def refund_invite(self, invite_id: str) -> None:
+        """Give back one counted use (a connection that failed); never below zero."""
+
     def revoke_invite(self, invite_id: str) -> None: ...
+
+    def rotate_host_generation(self, space_id: str) -> SpaceRecord | None:
+        """Bump the space's host generation (atomically); None when there is no such space."""
 
     def close(self) -> None: ...

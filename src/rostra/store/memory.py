@@ -29,7 +29,10 @@ class MemorySpaceStore:
 
     def update_space(self, space: SpaceRecord) -> None:
         with self._lock:
-            self._spaces[space.id] = space
+            # the host generation changes only by rotation, never by a stale record's update
+            current = self._spaces.get(space.id)
+            generation = current.host_generation if current is not None else space.host_generation
+            self._spaces[space.id] = replace(space, host_generation=generation)
 
     def add_invite(self, invite: InviteRecord) -> None:
         with self._lock:
@@ -51,6 +54,21 @@ class MemorySpaceStore:
             used = replace(invite, uses_count=invite.uses_count + 1)
             self._invites[invite_id] = used
             return used
+
+    def refund_invite(self, invite_id: str) -> None:
+        with self._lock:
+            invite = self._invites.get(invite_id)
+            if invite is not None and invite.uses_count > 0:
+                self._invites[invite_id] = replace(invite, uses_count=invite.uses_count - 1)
+
+    def rotate_host_generation(self, space_id: str) -> SpaceRecord | None:
+        with self._lock:
+            space = self._spaces.get(space_id)
+            if space is None:
+                return None
+            rotated = replace(space, host_generation=space.host_generation + 1)
+            self._spaces[space_id] = rotated
+            return rotated
 
     def revoke_invite(self, invite_id: str) -> None:
         with self._lock:

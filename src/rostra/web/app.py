@@ -28,11 +28,15 @@ from rostra.web.audience_wiring import build_audience, run_flusher
 from rostra.web.cache_headers import NoStoreWrites
 from rostra.web.feeds import FeedHub
 from rostra.web.health import ListenerHealth
+from rostra.web.incident_recorder import install_incident_log
 from rostra.web.metrics import GateCollector
 from rostra.web.origin_client import OriginClient
 from rostra.web.origin_status import StatusReader
-from rostra.web.routes import audience, media, ops, pages, spaces, whip_redirect
+from rostra.web.routes import audience, incident, media, ops, pages, spaces, whip_redirect
+from rostra.web.routes import defense as defense_routes
+from rostra.web.security_headers import SecurityHeaders, content_security_policy
 from rostra.web.services import Services
+from rostra.web.source_limits import SourceLimits
 from rostra.web.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -52,7 +56,7 @@ def build_services(settings: Settings) -> Services:
         clock=clock,
         store=store,
         spaces=SpaceService(store, clock),
-        invites=InviteService(store, signer, clock, settings.invite_ttl_s),
+        invites=InviteService.from_settings(store, signer, clock, settings),
         signer=signer,
         origin=origin,
         feeds=FeedHub(origin, settings.run_dir, max_listeners=settings.max_stream_listeners),
@@ -117,7 +121,17 @@ def create_listener_app(settings: Settings) -> FastAPI:
     app.state.merged_metrics = worker_metrics.merged_text
     problems.install(app)
     app.router.routes.extend(audience.fast_routes())  # first: the hot paths skip FastAPI
-    for module in (spaces, audience, media, pages, ops, whip_redirect):
+    for module in (spaces, audience, media, pages, ops, whip_redirect, incident):
         app.include_router(module.router)
+    app.include_router(defense_routes.router)
     app.add_middleware(NoStoreWrites)
+    app.add_middleware(SourceLimits, settings=settings)  # before routing: 429 per source
+    install_incident_log(app, settings, has_data_folder=True)  # outermost: sees every answer
+    # the policy, nosniff and no Referer go on every answer, the limits' 429 included
+    app.add_middleware(
+        SecurityHeaders,
+        policy=content_security_policy(
+            public_url=settings.base_url, whip_base_url=settings.whip_base_url
+        ),
+    )
     return app

@@ -19,8 +19,11 @@ from rostra.config import Settings, load_settings
 from rostra.log import setup_logging
 from rostra.web import problems
 from rostra.web.audience_wiring import build_audience, run_flusher
+from rostra.web.incident_recorder import install_incident_log
 from rostra.web.metrics import GateCollector
 from rostra.web.routes import audience, ops
+from rostra.web.security_headers import SecurityHeaders
+from rostra.web.source_limits import SourceLimits
 
 
 class GateMisconfigured(ValueError):
@@ -61,6 +64,7 @@ def create_gate_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.gate = parts.gate
+    app.state.admin_token = settings.admin_token  # /metrics answers it only
     registry = CollectorRegistry()
     registry.register(GateCollector(parts.gate))
     app.state.registry = registry
@@ -68,4 +72,7 @@ def create_gate_app(settings: Settings | None = None) -> FastAPI:
     app.router.routes.extend(audience.fast_routes())  # first: the hot paths skip FastAPI
     app.include_router(audience.router)
     app.include_router(ops.router)
+    app.add_middleware(SourceLimits, settings=settings)  # before routing: 429 per source
+    install_incident_log(app, settings, has_data_folder=False)  # counts into Redis
+    app.add_middleware(SecurityHeaders)  # nosniff and no Referer on every answer
     return app

@@ -35,6 +35,7 @@ from rostra.web.origin_client import SOCKET_NAME
 from rostra.web.origin_metrics import OriginCollector
 from rostra.web.origin_services import OriginServices
 from rostra.web.routes import internal, whip
+from rostra.web.security_headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def build_origin_services(settings: Settings) -> OriginServices:
         ice_host_addresses=settings.ice_host_addresses
         or (("127.0.0.1",) if is_loopback(settings.host) else ()),
         max_voices=settings.max_voices,
+        turn_secret=settings.turn_secret,
+        turn_ttl_s=settings.turn_ttl_s,
         window_segments=settings.live_window_segments,
         drop_rate=settings.ingest_drop_rate,
         drop_seed=settings.ingest_drop_seed,
@@ -60,8 +63,8 @@ def build_origin_services(settings: Settings) -> OriginServices:
         clock=clock,
         store=store,
         spaces=SpaceService(store, clock),
-        invites=InviteService(
-            store, TokenSigner(settings.signing_secret), clock, settings.invite_ttl_s
+        invites=InviteService.from_settings(
+            store, TokenSigner(settings.signing_secret), clock, settings
         ),
         origin=origin,
     )
@@ -88,6 +91,7 @@ def create_whip_app(services: OriginServices) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(NoStoreWrites)
+    app.add_middleware(SecurityHeaders)  # nosniff and no Referer on every answer
     return app
 
 

@@ -20,6 +20,7 @@ from rostra.media.remux import remux_recording
 from rostra.stage.invites import InviteService
 from rostra.stage.spaces import SpaceService, SpaceStatus
 from rostra.store.base import SpaceStore
+from rostra.web.incident_recorder import OriginIncidentSampler
 from rostra.web.origin_status import OriginStatus, StageEntry, write_status
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,11 @@ class OriginServices:
                     log.exception("recording remux failed", extra={"space": space.id})
 
     async def run(self) -> None:
+        incident = OriginIncidentSampler(self.settings.data)  # media health, each second
         while True:
             try:
                 await self.reconcile()
             except (OSError, RuntimeError, ValueError):
                 log.exception("reconcile failed")
+            await incident.sample(self.origin, self.clock.monotonic_s())
             await asyncio.sleep(RECONCILE_INTERVAL_S)

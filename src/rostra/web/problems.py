@@ -16,10 +16,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from rostra import errors
+from rostra.web import openapi_errors
 
 log = logging.getLogger(__name__)
 
-PROBLEM_TYPE = "application/problem+json"
+PROBLEM_TYPE = openapi_errors.PROBLEM_TYPE
+PROBLEM_HEADER = "X-Rostra-Problem"
 
 STATUS_BY_CATEGORY: list[tuple[type[errors.RostraError], int]] = [
     (errors.BadRequest, 400),
@@ -53,14 +55,19 @@ def problem(
         "detail": detail,
     }
     body.update(extra or {})
-    headers: dict[str, str] = {"Cache-Control": "no-store"}
+    # the type's slug also in a header: middleware (the incident log) reads it without the body
+    headers: dict[str, str] = {"Cache-Control": "no-store", PROBLEM_HEADER: slug}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="rostra"'
     return JSONResponse(body, status_code=status, media_type=PROBLEM_TYPE, headers=headers)
 
 
 def from_error(error: errors.RostraError) -> JSONResponse:
-    response = problem(status_of(error), error.title, error.detail, slug=error.type_slug)
+    # an error may add members to the problem (ChallengeRequired: the challenge to solve)
+    extra: dict[str, Any] | None = getattr(error, "extra", None)
+    response = problem(
+        status_of(error), error.title, error.detail, slug=error.type_slug, extra=extra
+    )
     if error.retry_after_s is not None:
         response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
     return response
@@ -109,6 +116,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def install(app: FastAPI) -> None:
+    """Problems as answers, and documented as such in the app's OpenAPI document."""
+    openapi_errors.install(app)
     app.add_exception_handler(errors.RostraError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

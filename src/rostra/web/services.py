@@ -82,7 +82,9 @@ class Services:
             "download_url": self.url(f"/replay/{sid}/audio.m4a"),
         }
         if is_private:
-            body["host_url"] = self.url(f"/host/{sid}?token={self.signer.host_token(sid)}")
+            host = self.invites.host_link(space)
+            body["host_url"] = self.url(f"/host/{sid}?token={host.token}")
+            body["host_expires_at"] = iso_utc(host.expires_at)
             invite = self.default_invite_token(space)
             body["speaker_invite_url"] = (
                 self.speaker_invite_url(sid, invite) if invite is not None else None

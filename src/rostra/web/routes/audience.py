@@ -7,8 +7,8 @@ preflight) and alone by `rostra gate` workers.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -16,10 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from rostra.audience.challenge import MAX_PAYLOAD_CHARS, ProofOfWork
 from rostra.audience.gate import Gate
 from rostra.clock import iso_utc
-from rostra.errors import BadRequest
-from rostra.web.inputs import bearer, read_json
+from rostra.ids import is_space_id
+from rostra.web.inputs import PlainText, bearer, json_body, parse_json, read_capped, read_json
 
 router = APIRouter(prefix="/api/v1/spaces", tags=["audience"])
 
@@ -28,7 +29,13 @@ MAX_BEACON_BYTES = 2048
 
 class Reaction(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    emoji: str = Field(min_length=1, max_length=16)
+    emoji: PlainText = Field(min_length=1, max_length=16)
+
+
+class LeaveBeacon(BaseModel):
+    """The leave body of a page's beacon (a page that can send headers uses Bearer instead)."""
+
+    ticket: str = Field(max_length=MAX_BEACON_BYTES)
 
 
 def _gate(request: Request) -> Gate:
@@ -43,9 +50,50 @@ def _ticket_json(token: str, expires_at_s: int) -> dict[str, Any]:
     }
 
 
-@router.post("/{space_id}/join", status_code=201, summary="Join as a listener: a signed ticket")
+class JoinBody(BaseModel):
+    """What a join may carry: an ALTCHA solution when the space asks for proof-of-work, and the
+    arrival token of a waiting-room retry."""
+
+    model_config = ConfigDict(extra="forbid")
+    altcha: str | None = Field(default=None, max_length=MAX_PAYLOAD_CHARS)
+    arrival: str | None = Field(default=None, max_length=1024)
+
+
+async def _proof_of_work(gate: Gate, space_id: str, altcha: str | None) -> None:
+    """401 challenge-required (with the challenge), challenge-failed or challenge-spent, or
+    nothing when the space asks no work or the proof is good (spent once, off the loop)."""
+    if gate.challenge is None or not is_space_id(space_id):
+        return  # a malformed id is refused by the join itself (404), with no work asked
+    check = partial(_check_proof, gate, gate.challenge, space_id, altcha)
+    if altcha:
+        await asyncio.to_thread(check)
+    else:
+        check()  # the defence is cached: no storage is touched to ask for work
+
+
+def _check_proof(gate: Gate, pow_check: ProofOfWork, space_id: str, altcha: str | None) -> None:
+    defense = gate.defense(space_id)
+    pow_check.check(space_id, altcha, mode=defense.pow, admission_rate=defense.admission_rate)
+
+
+@router.post(
+    "/{space_id}/join",
+    status_code=201,
+    summary="Join as a listener: a signed ticket",
+    openapi_extra=json_body(JoinBody, is_required=False),
+)
 async def join(space_id: str, request: Request) -> JSONResponse:
-    admission = _gate(request).join(space_id)
+    """201 a ticket; 503 + Retry-After + `{position, retry_after_s, number, arrival}` in the
+    waiting room (send `arrival` back to keep the place: it stands for a passed challenge)."""
+    gate = _gate(request)
+    body_in = await read_json(request, JoinBody, is_optional=True)
+    arrival = None
+    if body_in.arrival is not None and gate.admission is not None:
+        arrival = gate.admission.verify_arrival(body_in.arrival, space_id)
+    else:
+        await _proof_of_work(gate, space_id, body_in.altcha)
+    # the space's line may be a file shared by workers: its lock is waited for off the loop
+    admission = await asyncio.to_thread(gate.join, space_id, arrival=arrival)
     body = _ticket_json(admission.issued.token, admission.issued.ticket.expires_at_s)
     body["heartbeat_interval_s"] = admission.heartbeat_interval_s
     return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
@@ -63,31 +111,37 @@ async def heartbeat(space_id: str, request: Request) -> Response:
 
 
 async def _beacon_ticket(request: Request) -> str | None:
-    """`navigator.sendBeacon` cannot set headers: the ticket may come in a small JSON body."""
+    """`navigator.sendBeacon` cannot set headers: the ticket may come in a small JSON body (sent
+    as text/plain, which needs no CORS preflight), capped before a byte of it is read."""
     token = bearer(request)
     if token:
         return token
-    raw = await request.body()
-    if not raw:
+    raw = await read_capped(request, limit=MAX_BEACON_BYTES)
+    if not raw.strip():
         return None
-    if len(raw) > MAX_BEACON_BYTES:
-        raise BadRequest(f"the leave body has {len(raw)} bytes; at most {MAX_BEACON_BYTES}")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequest('the leave body must be JSON: {"ticket": "…"}') from exc
+    data = parse_json(raw)
     ticket = data.get("ticket") if isinstance(data, dict) else None
     return ticket if isinstance(ticket, str) else None
 
 
-@router.post("/{space_id}/leave", status_code=204, summary="Stop listening (Bearer or JSON body)")
+@router.post(
+    "/{space_id}/leave",
+    status_code=204,
+    summary="Stop listening (Bearer or JSON body): the ticket is given back",
+    openapi_extra=json_body(LeaveBeacon, is_required=False),
+)
 async def leave(space_id: str, request: Request) -> Response:
     # the hand store may be a file shared by workers: its lock is waited for off the loop
     await asyncio.to_thread(_gate(request).leave, await _beacon_ticket(request), space_id)
     return Response(status_code=204)
 
 
-@router.post("/{space_id}/reactions", status_code=204, summary="React (Bearer ticket)")
+@router.post(
+    "/{space_id}/reactions",
+    status_code=204,
+    summary="React (Bearer ticket)",
+    openapi_extra=json_body(Reaction),
+)
 async def react(space_id: str, request: Request) -> Response:
     gate = _gate(request)
     ticket = bearer(request)

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import re
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from rostra.media.record import (
     REPLAY_PLAYLIST_NAME,
 )
 from rostra.stage.spaces import SpaceStatus
+from rostra.store.admission_bucket import QueueSnapshot
 from rostra.store.base import SpaceRecord
 from rostra.web.reads import read_route
 from rostra.web.services import Services
@@ -40,10 +42,13 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 PLAYLIST_CACHE = "public, max-age=1"
 ENDED_PLAYLIST_CACHE = "public, max-age=60"
 STATE_CACHE = "public, max-age=1"
+QUEUE_CACHE = "public, max-age=1"
 # a live space whose playlist is older than this has stopped making segments
 SEGMENT_STALE_S = 3.0
 HLS_TYPE = "application/vnd.apple.mpegurl"
 STREAM_NAME_HEADER = "icy-name"
+MAX_STREAM_NAME_CHARS = 120
+DEFAULT_STREAM_NAME = "Rostra"
 DOWNLOAD_RETRY_S = 2.0
 FIRST_SEGMENT_WAIT_S = 3.0
 FIRST_SEGMENT_POLL_S = 0.05
@@ -138,7 +143,48 @@ async def state(space_id: str, request: Request) -> JSONResponse:
         "waiting": 0,
     }
     body.update(await _audience(services, space.id))
+    if space.status != SpaceStatus.ENDED:
+        body["waiting"] = await _waiting(services, space.id)
     return JSONResponse(body, headers={"Cache-Control": STATE_CACHE})
+
+
+async def _queue(services: Services, space_id: str) -> QueueSnapshot | None:
+    gate = services.audience.gate
+    if gate.admission is None:
+        return None
+    return await asyncio.to_thread(gate.admission.queue, space_id, gate.defense(space_id))
+
+
+async def _waiting(services: Services, space_id: str) -> int:
+    """Listeners in line to be counted: numbers handed out that the line has not reached. A
+    number whose holder went away leaves the figure when the line passes it (at the rate)."""
+    try:
+        snapshot = await _queue(services, space_id)
+    except Unavailable:
+        return 0
+    return snapshot.waiting if snapshot is not None else 0
+
+
+@read("/live/{space_id}/queue.json", summary="The waiting room's line (cacheable 1 s)")
+async def queue(space_id: str, request: Request) -> JSONResponse:
+    """Waiters poll this at the edge, not the gate: when `admitted_watermark` reaches their
+    number, they join again with their arrival token."""
+    services = _services(request)
+    space = services.spaces.get(space_id)
+    gate = services.audience.gate
+    defense = gate.defense(space.id)
+    snapshot = await _queue(services, space.id)
+    now = services.clock.now()
+    body: dict[str, Any] = {
+        "id": space.id,
+        "admitted_watermark": snapshot.watermark if snapshot is not None else 0,
+        "arrivals": snapshot.arrivals if snapshot is not None else 0,
+        "waiting": snapshot.waiting if snapshot is not None else 0,
+        "rate": defense.admission_rate,
+        "burst": defense.admission_burst,
+        "updated_at": iso_utc(now),
+    }
+    return JSONResponse(body, headers={"Cache-Control": QUEUE_CACHE})
 
 
 def _is_healthy(services: Services, space_id: str) -> bool:
@@ -175,6 +221,22 @@ async def _audience(services: Services, space_id: str) -> dict[str, Any]:
     }
 
 
+def icy_name(title: str) -> str:
+    """The title as a header value: printable ASCII only (accents folded, control characters
+    as spaces, anything else '?', runs of space collapsed), bounded; never raw text, which
+    could end the header block."""
+    chars = []
+    for char in unicodedata.normalize("NFKD", title):
+        if " " <= char <= "~":
+            chars.append(char)
+        elif char.isspace() or unicodedata.category(char).startswith("C"):
+            chars.append(" ")
+        elif not unicodedata.combining(char):
+            chars.append("?")
+    clean = " ".join("".join(chars).split())[:MAX_STREAM_NAME_CHARS]
+    return clean or DEFAULT_STREAM_NAME
+
+
 def _signals(gate: Gate, space_id: str, now_s: float) -> tuple[dict[str, int], int]:
     return gate.reactions.tally(space_id, now_s), len(gate.reactions.hands(space_id))
 
@@ -188,7 +250,7 @@ async def _stream(services: Services, space: SpaceRecord, kind: str) -> Streamin
     media_type = "audio/aac" if kind == "aac" else "audio/ogg"
     headers = {
         "Cache-Control": "no-store",
-        STREAM_NAME_HEADER: space.title[:200].encode("ascii", "replace").decode(),
+        STREAM_NAME_HEADER: icy_name(space.title),
         "icy-pub": "0",
         "X-Content-Type-Options": "nosniff",
         "X-Accel-Buffering": "no",  # an nginx edge passes it through as it comes

@@ -5,6 +5,8 @@ Web plane. Pages read the space id from their path and any token from their quer
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 from pathlib import Path
@@ -25,6 +27,8 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STATIC_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,60}\.(js|css|svg|png|ico)$")
 VENDOR_FILES = {
     "hls.min.js": Path("hls.js/dist/hls.min.js"),
+    # ALTCHA's SHA solver, a classic Web Worker script (the listener page's proof-of-work)
+    "altcha-sha-worker.js": Path("altcha/dist/workers/sha.js"),
     "swagger-ui-bundle.js": Path("swagger-ui-dist/swagger-ui-bundle.js"),
     "swagger-ui.css": Path("swagger-ui-dist/swagger-ui.css"),
 }
@@ -108,16 +112,41 @@ async def vendor(name: str, request: Request) -> Response:
     return FileResponse(path, media_type=media_type, headers={"Cache-Control": STATIC_CACHE})
 
 
+INLINE_SCRIPT_RE = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+def _explorer_policy(page: str) -> str:
+    """The pages' policy, plus the explorer's own inline start-up script by its hash (and the
+    inline styles Swagger UI sets as it renders)."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        for script in INLINE_SCRIPT_RE.findall(page)
+    )
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' {hashes}",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
+
+
 @router.get("/docs")
 async def docs() -> HTMLResponse:
     """The OpenAPI explorer, from local files: it works on a closed network."""
-    return get_swagger_ui_html(
+    page = get_swagger_ui_html(
         openapi_url="/openapi.json",
         title="Rostra API",
         swagger_js_url="/static/vendor/swagger-ui-bundle.js",
         swagger_css_url="/static/vendor/swagger-ui.css",
         swagger_favicon_url="/static/icon.svg",
     )
+    page.headers["Content-Security-Policy"] = _explorer_policy(bytes(page.body).decode())
+    return page
 
 
 @read("/static/{name}")

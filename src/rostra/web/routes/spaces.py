@@ -14,8 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 from rostra.clock import iso_utc
+from rostra.errors import SpeakerNotFound
+from rostra.ids import is_session_id
 from rostra.web.auth import require_admin, require_admin_or_host
-from rostra.web.inputs import read_json
+from rostra.web.inputs import PlainText, read_json
 from rostra.web.services import Services
 
 router = APIRouter(prefix="/api/v1/spaces", tags=["spaces"])
@@ -23,15 +25,25 @@ router = APIRouter(prefix="/api/v1/spaces", tags=["spaces"])
 
 class SpaceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    title: str = Field(min_length=1, max_length=200)
+    title: PlainText = Field(min_length=1, max_length=200)
+    # timezone-aware, from 2000 to a year ahead (checked by the space service: 422)
     scheduled_at: datetime | None = None
     live: bool = False
 
 
 class InviteCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str | None = Field(default=None, max_length=60)
+    name: PlainText | None = Field(default=None, max_length=60)
     uses: int | None = Field(default=None, ge=1, le=10_000)
+    # a link without a name is shared: it holds at most this many stage seats at once (default
+    # 4; at most the stage's voices less the host's seat); a named invite holds one
+    seats: int | None = Field(default=None, ge=1)
+
+
+class HostLinkCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # end every host link given so far: the new one is the only one that works
+    rotate: bool = False
 
 
 def _json_body(model: type[BaseModel], *, is_required: bool = True) -> dict[str, Any]:
@@ -107,7 +119,7 @@ async def create_invite(space_id: str, request: Request) -> JSONResponse:
     require_admin_or_host(services, request, space_id)
     services.spaces.require_open(space_id)
     body = await read_json(request, InviteCreate, is_optional=True)
-    minted = services.invites.mint(space_id, name=body.name, uses=body.uses)
+    minted = services.invites.mint(space_id, name=body.name, uses=body.uses, seats=body.seats)
     return JSONResponse(
         {
             "id": minted.record.id,
@@ -115,9 +127,33 @@ async def create_invite(space_id: str, request: Request) -> JSONResponse:
             "expires_at": iso_utc(minted.record.expires_at),
             "name": minted.record.name,
             "uses": minted.record.uses_max,
+            "seats": minted.record.seats,
         },
         status_code=201,
     )
+
+
+@router.post(
+    "/{space_id}/host-link",
+    summary="A fresh host link; with rotate, every older host link stops working (admin)",
+    openapi_extra=_json_body(HostLinkCreate, is_required=False),
+)
+async def host_link(space_id: str, request: Request) -> dict[str, Any]:
+    services = _services(request)
+    space = services.spaces.get(space_id)
+    require_admin(services, request)
+    body = await read_json(request, HostLinkCreate, is_optional=True)
+    link = (
+        services.invites.rotate_host_link(space_id)
+        if body.rotate
+        else services.invites.host_link(space)
+    )
+    return {
+        "host_url": services.url(f"/host/{space_id}?token={link.token}"),
+        "host_token": link.token,
+        "expires_at": iso_utc(link.expires_at),
+        "generation": link.generation,
+    }
 
 
 @router.delete("/{space_id}/invites/{invite_id}", summary="Revoke an invite; its speakers leave")
@@ -152,5 +188,7 @@ async def remove_speaker(space_id: str, session_id: str, request: Request) -> Re
     services = _services(request)
     services.spaces.get(space_id)
     require_admin_or_host(services, request, space_id)
+    if not is_session_id(session_id):  # never pass raw text on to the origin's URL
+        raise SpeakerNotFound(f"no speaker session has id '{session_id[:40]}' in '{space_id}'")
     await services.origin.remove_speaker(space_id, session_id)
     return Response(status_code=204)

@@ -5,11 +5,15 @@ Web plane (origin process): served on the origin's own port, never by a listener
 
 from __future__ import annotations
 
+import hmac
+
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from rostra.errors import InvalidSdp, MethodNotAllowed
+from rostra.media.origin import SeatClaim
 from rostra.stage.invites import clean_name
+from rostra.stage.roles import Credential, Role
 from rostra.web.inputs import bearer, read_body
 from rostra.web.origin_services import OriginServices
 
@@ -45,44 +49,69 @@ async def publish(space_id: str, request: Request) -> Response:
         offer = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidSdp("the SDP offer is not UTF-8 text") from exc
-    name = clean_name(request.query_params.get("name"))
+    asked_name = clean_name(request.query_params.get("name"))
     credential = services.invites.authorize(token, space_id, consume=True)
-    member, answer = await services.origin.connect(
-        space_id,
-        offer,
-        name=name or credential.name,
-        role=credential.role,
-        invite_id=credential.invite_id,
-    )
+    claim = SeatClaim(role=credential.role, invite_id=credential.invite_id, seats=credential.seats)
+    try:
+        member, answer = await services.origin.connect(
+            space_id, offer, name=_speaker_name(credential, asked_name), claim=claim
+        )
+    except BaseException:
+        # the use counted above buys a connection: none came up, so it is given back
+        services.invites.refund(credential)
+        raise
     services.publish(space_id)
     return Response(
         content=answer,
         status_code=201,
         media_type=SDP_TYPE,
-        headers=_ice_links(services)
+        headers=_ice_links(services, space_id)
         | {"Location": f"/whip/{space_id}/{member.id}", "Cache-Control": "no-store"},
     )
 
 
-def _ice_links(services: OriginServices) -> dict[str, str]:
-    links = [server.link_header() for server in services.origin.ice_servers]
+def _speaker_name(credential: Credential, asked_name: str) -> str:
+    """The name the host gave an invite wins; `?name=` names only the bearer of a nameless one."""
+    if credential.role == Role.HOST:
+        return asked_name or credential.name
+    return credential.name or asked_name
+
+
+def _ice_links(services: OriginServices, space_id: str) -> dict[str, str]:
+    links = [server.link_header() for server in services.origin.client_ice_servers(space_id)]
     return {"Link": ", ".join(links)} if links else {}
+
+
+def _is_admin(services: OriginServices, token: str | None) -> bool:
+    admin = services.settings.admin_token
+    return bool(token) and bool(admin) and hmac.compare_digest(str(token).encode(), admin.encode())
 
 
 @router.options("/whip/{space_id}", include_in_schema=False)
 async def preflight(space_id: str, request: Request) -> Response:
-    """WHIP clients may ask which ICE servers to use before they make their offer."""
+    """WHIP clients may ask which ICE servers to use before they make their offer: only a
+    credential of the space learns them (TURN passwords are not for anyone who asks)."""
     services = _services(request)
     services.spaces.get(space_id)
-    headers = _ice_links(services) | {"Accept-Post": SDP_TYPE, "Allow": "OPTIONS, POST"}
+    headers = {"Accept-Post": SDP_TYPE, "Allow": "OPTIONS, POST"}
+    token = bearer(request)
+    if token:
+        services.invites.authorize(token, space_id, consume=False)
+        headers |= _ice_links(services, space_id)
     return Response(status_code=204, headers=headers)
 
 
 @router.delete("/whip/{space_id}/{session_id}", summary="Leave the stage (WHIP resource)")
 async def leave(space_id: str, session_id: str, request: Request) -> Response:
+    """Only the credential that made the session (its invite; the host token for the host's), the
+    host or the admin may end it: session ids are public in state.json."""
     services = _services(request)
     services.spaces.get(space_id)
-    services.invites.authorize(bearer(request), space_id, consume=False)
+    token = bearer(request)
+    if not _is_admin(services, token):
+        credential = services.invites.authorize(token, space_id, consume=False)
+        member = services.origin.member(space_id, session_id)
+        services.invites.require_session_owner(credential, session_id, member.invite_id)
     await services.origin.disconnect(space_id, session_id)
     services.publish(space_id)
     return Response(status_code=200)

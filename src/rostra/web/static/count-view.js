@@ -23,7 +23,7 @@ function setText(element, text) {
 }
 
 // Fills whichever of `elements` exist (listeners, error, stale, peak, admitted, streamListeners,
-// hands) from a state.json.
+// hands, waiting, waitingRow) from a state.json.
 export function renderCounts(elements, state) {
   const error = formatError(state.listeners, state.error);
   setText(elements.listeners, formatCount(state.listeners));
@@ -37,4 +37,7 @@ export function renderCounts(elements, state) {
   setText(elements.admitted, formatCount(state.admitted));
   setText(elements.streamListeners, formatCount(state.stream_listeners));
   setText(elements.hands, formatCount(state.hands));
+  // in line to be counted (the waiting room): shown beside the count, never added to it
+  setText(elements.waiting, formatCount(state.waiting || 0));
+  if (elements.waitingRow) elements.waitingRow.hidden = !(Number(state.waiting) > 0);
 }

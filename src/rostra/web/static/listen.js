@@ -9,6 +9,7 @@ import { spaceIdFromPath, spaceUrls } from './space-url.js';
 import { formatClock, formatWhen, renderStage, renderStatus } from './stage-view.js';
 import { watchState } from './state.js';
 import { TicketKeeper } from './ticket.js';
+import { renderWaiting } from './waiting-view.js';
 
 const $ = (id) => document.getElementById(id);
 const spaceId = spaceIdFromPath();
@@ -33,7 +34,16 @@ let isStateMessage = false; // the message shown is about loading the state: cle
 let playingFromS = null; // media time at the last 'playing' event, until it is seen advancing
 let countedTimer = 0;
 
-const keeper = new TicketKeeper(spaceId);
+const keeper = new TicketKeeper(spaceId, {
+  onStatus: (text) => {
+    if (text) $('player-status').textContent = text; // a join waiting (proof-of-work, queue)
+  },
+  // in the waiting room the program plays on; the line says when this listener is counted
+  onWaiting: (wait) => {
+    renderWaiting($('waiting-line'), wait);
+    reactions.setWaiting(Boolean(wait));
+  },
+});
 const heartbeat = new Heartbeat(keeper, {
   onBeat: ({ isFirst }) => {
     if (isFirst) refreshSoon();
@@ -42,7 +52,13 @@ const heartbeat = new Heartbeat(keeper, {
 });
 const reactions = new ReactionPanel(
   keeper,
-  { buttons: $('reaction-buttons'), tally: $('tally'), hand: $('hand'), note: $('react-note') },
+  {
+    buttons: $('reaction-buttons'),
+    tally: $('tally'),
+    hand: $('hand'),
+    note: $('react-note'),
+    wait: $('react-wait'),
+  },
   { onSent: () => refreshSoon() },
 );
 const countElements = {
@@ -50,6 +66,8 @@ const countElements = {
   error: $('listeners-error'),
   stale: $('count-stale'),
   streamListeners: $('stream-listeners'),
+  waiting: $('waiting'),
+  waitingRow: $('waiting-count'),
 };
 
 const player = new ProgramPlayer(audio, {

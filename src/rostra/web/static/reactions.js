@@ -22,13 +22,14 @@ const LIMIT_MAX_S = 10;
 const NOTE_MS = 4000;
 
 export class ReactionPanel {
-  // elements: { buttons, tally, hand, note }; onSent() after a reaction or hand went through
+  // elements: { buttons, tally, hand, note, wait? }; onSent() after a reaction or hand went through
   constructor(keeper, elements, { onSent = () => {} } = {}) {
     this.keeper = keeper;
     this.elements = elements;
     this.onSent = onSent;
     this.isOpen = false;
     this.isLimited = false;
+    this.isWaiting = false; // in the waiting room: no ticket yet
     this.isHandRaised = false;
     this.tallyKey = '';
     this.timers = { limit: 0, note: 0 };
@@ -59,8 +60,17 @@ export class ReactionPanel {
     this.renderHand();
   }
 
+  // In line to be counted: reactions and the hand wait for the ticket (with a hint).
+  setWaiting(isWaiting) {
+    if (this.isWaiting === isWaiting) return;
+    this.isWaiting = isWaiting;
+    if (this.elements.wait) this.elements.wait.hidden = !isWaiting;
+    this.renderButtons();
+    this.renderHand();
+  }
+
   renderButtons() {
-    const isDisabled = !this.isOpen || this.isLimited;
+    const isDisabled = !this.isOpen || this.isLimited || this.isWaiting;
     for (const button of this.elements.buttons.querySelectorAll('.reaction')) {
       button.disabled = isDisabled;
     }
@@ -71,7 +81,7 @@ export class ReactionPanel {
     hand.setAttribute('aria-pressed', String(this.isHandRaised));
     hand.querySelector('.hand-label').textContent = this.isHandRaised ? 'Hand raised' : 'Raise hand';
     hand.title = this.isHandRaised ? 'Click to lower your hand' : '';
-    hand.disabled = !this.isOpen;
+    hand.disabled = !this.isOpen || this.isWaiting;
   }
 
   // The gate lowers the hand when the listener leaves.
@@ -133,7 +143,7 @@ export class ReactionPanel {
   }
 
   async react(emoji, button) {
-    if (!this.isOpen || this.isLimited) return;
+    if (!this.isOpen || this.isLimited || this.isWaiting) return;
     this.float(emoji, button);
     try {
       await this.send('reactions', { emoji });
@@ -162,7 +172,7 @@ export class ReactionPanel {
   }
 
   async raiseHand() {
-    if (!this.isOpen || this.isHandRaised) return;
+    if (!this.isOpen || this.isHandRaised || this.isWaiting) return;
     this.elements.hand.disabled = true;
     try {
       await this.send('hand');

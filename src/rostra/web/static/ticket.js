@@ -1,11 +1,22 @@
 // A listener's ticket for one space: asked for (join) when they press play, kept in localStorage
-// so a reload reuses it, replaced when the gate renews it, given up when the gate refuses it
-// (401/403) or it has expired. Leaving is a beacon, sent as the page goes away.
-import { request } from './api.js';
+// (a page that went away without leaving reuses it), replaced when the gate renews it, given up
+// when the gate refuses it (401/403) or it has expired. Leaving is a beacon, sent as the page goes
+// away: it gives the ticket back, so a reload after it joins again. A space under
+// attack may ask for a proof-of-work first (401 challenge-required): it is solved in Web Workers
+// (pow.js) and the join is sent again with the solution. Above the space's admission rate the
+// join waits in line (503 waiting-room): it keeps the arrival token and asks again after
+// Retry-After × U(1, 1.5), or sooner when queue.json shows the line has reached it.
+import { ApiError, UNREACHABLE } from './api.js';
+import { solveChallenge } from './pow.js';
+import { waitInLine } from './waiting-view.js';
 
 const KEY_PREFIX = 'rostra.ticket.';
 const DEFAULT_INTERVAL_S = 20;
 const MIN_INTERVAL_S = 1;
+// challenges solved for one join at most (a new one comes when a solution arrived expired)
+const MAX_CHALLENGE_ROUNDS = 3;
+// times an arrival token may be refused (expired, already admitted) before the join gives up
+const MAX_FRESH_ARRIVALS = 3;
 
 // localStorage, or a stand-in that forgets (storage disabled, private mode quota, sandboxed frame)
 function openStorage() {
@@ -66,12 +77,21 @@ function forgetExpired(storage) {
 }
 
 export class TicketKeeper {
-  constructor(spaceId, { storage = openStorage() } = {}) {
+  // `onStatus(text)` shows what a join is waiting for ('' once done): a proof-of-work, a queue
+  // `onWaiting({ seconds, position })` while in the waiting room, `onWaiting(null)` once out
+  constructor(
+    spaceId,
+    { storage = openStorage(), onStatus = () => {}, onWaiting = () => {} } = {},
+  ) {
     this.spaceId = spaceId;
+    this.onStatus = onStatus;
+    this.onWaiting = onWaiting;
+    this.queueUrl = `/live/${encodeURIComponent(spaceId)}/queue.json`;
     this.base = `/api/v1/spaces/${encodeURIComponent(spaceId)}`;
     this.key = `${KEY_PREFIX}${spaceId}`;
     this.storage = storage;
     this.joining = null;
+    this.arrival = null; // the arrival token of this page's place in the waiting room
     this.isUsedHere = false; // this page joined or reused the ticket: leave when it goes away
     forgetExpired(storage);
   }
@@ -115,11 +135,45 @@ export class TicketKeeper {
   }
 
   async join() {
-    const response = await request(`${this.base}/join`, {
-      method: 'POST',
-      headers: { Accept: 'application/json' },
-      cache: 'no-store',
-    });
+    const fields = {}; // the join's JSON body: {altcha?, arrival?}
+    // a join that failed (network) while in line keeps the place for the next attempt
+    if (this.arrival) fields.arrival = this.arrival;
+    let response = null;
+    let freshArrivals = 0;
+    for (let challenges = 0; response === null; ) {
+      try {
+        response = await this.postJoin(fields);
+      } catch (error) {
+        // 503 waiting-room: in line; keep the arrival token (the place, and a passed challenge)
+        const line = error instanceof ApiError && error.status === 503
+          && error.slug === 'waiting-room' && error.problem;
+        if (line && typeof line.arrival === 'string') {
+          fields.arrival = line.arrival;
+          this.arrival = line.arrival;
+          delete fields.altcha;
+          await this.waitInLine(line, error.retryAfterS);
+          continue;
+        }
+        // an arrival token refused (expired, spent): join again at the back of the line
+        if (error instanceof ApiError && fields.arrival && String(error.slug).startsWith('arrival-')
+          && freshArrivals < MAX_FRESH_ARRIVALS) {
+          freshArrivals += 1;
+          delete fields.arrival;
+          this.arrival = null;
+          continue;
+        }
+        this.onWaiting(null);
+        // 401 challenge-required: the problem carries the challenge; solve it, then ask again
+        const challenge = error instanceof ApiError && error.status === 401
+          && error.slug === 'challenge-required' && error.problem && error.problem.challenge;
+        if (!challenge || challenges >= MAX_CHALLENGE_ROUNDS) throw error;
+        challenges += 1;
+        fields.altcha = await this.solve(challenge);
+      }
+    }
+    this.onStatus('');
+    this.onWaiting(null);
+    this.arrival = null;
     const body = await response.json();
     const record = {
       ticket: body.ticket,
@@ -130,6 +184,43 @@ export class TicketKeeper {
     this.save(record);
     this.isUsedHere = true;
     return record;
+  }
+
+  // One POST of the join; a refusal throws an ApiError that also keeps the problem document.
+  async postJoin(fields) {
+    const headers = { Accept: 'application/json' };
+    const options = { method: 'POST', headers, cache: 'no-store' };
+    if (Object.keys(fields).length > 0) {
+      headers['Content-Type'] = 'application/json';
+      options.body = JSON.stringify(fields);
+    }
+    let response;
+    try {
+      response = await fetch(`${this.base}/join`, options);
+    } catch (error) {
+      if (error && error.name === 'AbortError') throw error;
+      throw new ApiError(0, UNREACHABLE, 'network');
+    }
+    if (response.ok) return response;
+    const problem = await response.clone().json().catch(() => null);
+    const error = await ApiError.fromResponse(response);
+    error.problem = problem;
+    throw error;
+  }
+
+  waitInLine(problem, retryAfterS) {
+    return waitInLine(problem, retryAfterS, { queueUrl: this.queueUrl, onWait: this.onWaiting });
+  }
+
+  async solve(challenge) {
+    this.onStatus('Checking your browser…');
+    try {
+      return await solveChallenge(challenge, {
+        onProgress: (seconds) => this.onStatus(`Checking your browser… ${Math.round(seconds)} s`),
+      });
+    } finally {
+      this.onStatus('');
+    }
   }
 
   // A heartbeat answered with a renewed ticket: use it from now on.
@@ -152,11 +243,13 @@ export class TicketKeeper {
   }
 
   // Tell the gate this listener is gone. sendBeacon cannot set headers, so the ticket goes in a
-  // JSON body; text/plain keeps the beacon a simple request. The ticket stays kept for a reload.
+  // JSON body; text/plain keeps the beacon a simple request. Leaving gives the ticket back (the
+  // gate refuses it from then on), so it is forgotten here too: the next play joins again.
   leave() {
     const record = this.current;
     if (!record || !this.isUsedHere) return false;
     this.isUsedHere = false;
+    this.storage.removeItem(this.key);
     const url = `${this.base}/leave`;
     const body = JSON.stringify({ ticket: record.ticket });
     const blob = new Blob([body], { type: 'text/plain;charset=UTF-8' });

@@ -38,7 +38,8 @@ function iceGatheringComplete(pc, timeoutMs) {
 }
 
 // RFC 9725 §4.6: the server names its STUN/TURN servers in `Link: <url>; rel="ice-server"` headers,
-// answered to an OPTIONS request before the offer is made.
+// answered to an OPTIONS request before the offer is made. Rostra names them only to a request
+// that carries the space's invite or host token (TURN credentials are not for anyone who asks).
 export function parseIceLinks(header) {
   if (!header) return [];
   const servers = [];
@@ -55,9 +56,12 @@ export function parseIceLinks(header) {
   return servers;
 }
 
-async function iceServers(endpoint) {
+async function iceServers(endpoint, token) {
   try {
-    const response = await fetch(endpoint, { method: 'OPTIONS' });
+    const response = await fetch(endpoint, {
+      method: 'OPTIONS',
+      headers: { Authorization: `Bearer ${token}` },
+    });
     return parseIceLinks(response.headers.get('Link'));
   } catch {
     return []; // no STUN/TURN: host candidates only, as on a LAN or on localhost
@@ -108,7 +112,7 @@ export class WhipSession {
 export async function publish(endpoint, token, track, { iceTimeoutMs = ICE_GATHERING_TIMEOUT_MS } = {}) {
   const pc = new RTCPeerConnection({
     bundlePolicy: 'max-bundle',
-    iceServers: await iceServers(endpoint),
+    iceServers: await iceServers(endpoint, token),
   });
   const remoteStream = new MediaStream();
   pc.addEventListener('track', (event) => remoteStream.addTrack(event.track));
