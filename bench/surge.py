@@ -58,6 +58,8 @@ ADMIT_GRACE_S = 90.0
 SLOW_HEADER_EVERY_S = 5.0
 OVERSIZED_BYTES = 1_000_000
 ATTACK_PREFIXES = ("127.66.0", "127.67.3")
+# the incident log is written about once a second by each worker
+INCIDENT_FLUSH_S = 2.5
 
 
 def listener_address(index: int) -> str:
@@ -374,6 +376,7 @@ async def run_phase(deployment: Deployment, mode: str, args: argparse.Namespace)
             await asyncio.to_thread(attacker.wait, args.junk_s + 120)
             junk = json.loads(out.read_text()) if out.exists() else {"answers": {}}
         after = metrics_text(server)
+        await asyncio.sleep(INCIDENT_FLUSH_S)
         incident = server.api("GET", f"/api/v1/spaces/{space_id}/incident")
     finally:
         for speaker in speakers:
@@ -399,7 +402,26 @@ async def run_phase(deployment: Deployment, mode: str, args: argparse.Namespace)
     figures["incident_report"] = (
         _incident_summary(incident.json()) if incident.status_code == 200 else incident.status_code
     )
+    figures["incident_log_vs_sent"] = _incident_check(figures, junk, incident)
     return {"mode": mode, "space": space_id, **figures}
+
+
+def _incident_check(
+    figures: dict[str, Any], junk: dict[str, Any], incident: httpx.Response
+) -> dict[str, Any]:
+    """What the incident log counted beside what the clients of this run received."""
+    answers = junk["answers"]
+    sent = {
+        "admitted": figures["join_answers"].get("201", 0) + answers.get("junk_join:201", 0),
+        "queued": figures["join_answers"].get("503", 0) + answers.get("junk_join:503", 0),
+        "bad-ticket": answers.get("forged_ticket:401", 0),
+        "rate-limited": sum(v for k, v in answers.items() if k.endswith(":429"))
+        + figures["join_answers"].get("429", 0),
+        "challenged": figures["join_problems"].get("challenge-required", 0)
+        + answers.get("junk_join:401", 0),
+    }
+    totals = incident.json().get("totals", {}) if incident.status_code == 200 else {}
+    return {key: {"sent": value, "logged": totals.get(key, 0)} for key, value in sent.items()}
 
 
 def _incident_summary(report: dict[str, Any]) -> dict[str, Any]:

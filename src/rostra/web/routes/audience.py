@@ -17,7 +17,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from rostra.audience.challenge import MAX_PAYLOAD_CHARS, ProofOfWork
-from rostra.audience.gate import Gate
+from rostra.audience.gate import Admission, Gate
+from rostra.audience.tickets import MAX_TOKEN_CHARS
 from rostra.clock import iso_utc
 from rostra.ids import is_space_id
 from rostra.web.inputs import PlainText, bearer, json_body, parse_json, read_capped, read_json
@@ -51,12 +52,15 @@ def _ticket_json(token: str, expires_at_s: int) -> dict[str, Any]:
 
 
 class JoinBody(BaseModel):
-    """What a join may carry: an ALTCHA solution when the space asks for proof-of-work, and the
-    arrival token of a waiting-room retry."""
+    """What a join may carry: an ALTCHA solution when the space asks for proof-of-work, the
+    arrival token of a waiting-room retry, or the ticket a returning listener gave back on leave
+    (a reloaded page: exchanged once for a new ticket of the same listener, with no line and no
+    proof-of-work)."""
 
     model_config = ConfigDict(extra="forbid")
     altcha: str | None = Field(default=None, max_length=MAX_PAYLOAD_CHARS)
     arrival: str | None = Field(default=None, max_length=1024)
+    ticket: str | None = Field(default=None, max_length=MAX_TOKEN_CHARS)
 
 
 async def _proof_of_work(gate: Gate, space_id: str, altcha: str | None) -> None:
@@ -84,16 +88,27 @@ def _check_proof(gate: Gate, pow_check: ProofOfWork, space_id: str, altcha: str 
 )
 async def join(space_id: str, request: Request) -> JSONResponse:
     """201 a ticket; 503 + Retry-After + `{position, retry_after_s, number, arrival}` in the
-    waiting room (send `arrival` back to keep the place: it stands for a passed challenge)."""
+    waiting room (send `arrival` back to keep the place: it stands for a passed challenge).
+    With `ticket` (given back on leave): 201 a new ticket of the same listener, once; 401/403
+    when that ticket is bad, expired, another space's or already exchanged."""
     gate = _gate(request)
     body_in = await read_json(request, JoinBody, is_optional=True)
     arrival = None
+    if body_in.ticket is not None:
+        gate.signed(body_in.ticket, space_id)
+        # signature first (above, on the loop); the spent store is waited for off the loop
+        admission = await asyncio.to_thread(gate.rejoin, body_in.ticket, space_id)
+        return _admitted(admission)
     if body_in.arrival is not None and gate.admission is not None:
         arrival = gate.admission.verify_arrival(body_in.arrival, space_id)
     else:
         await _proof_of_work(gate, space_id, body_in.altcha)
     # the space's line may be a file shared by workers: its lock is waited for off the loop
     admission = await asyncio.to_thread(gate.join, space_id, arrival=arrival)
+    return _admitted(admission)
+
+
+def _admitted(admission: Admission) -> JSONResponse:
     body = _ticket_json(admission.issued.token, admission.issued.ticket.expires_at_s)
     body["heartbeat_interval_s"] = admission.heartbeat_interval_s
     return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
