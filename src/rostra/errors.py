@@ -367,3 +367,11 @@ class IncidentLogUnavailable(Unavailable):
 
     type_slug = "incident-log-unavailable"
     title = "Incident log unavailable"
+
+
+class TicketAlreadyReturned(Unauthorized):
+    """A ticket given back on leave was already exchanged once for a returning listener's new
+    ticket: join again without it."""
+
+    type_slug = "ticket-already-returned"
+    title = "Ticket already returned"

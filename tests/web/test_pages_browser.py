@@ -4,6 +4,8 @@ the space, and every page fits desktop and mobile screens."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -504,10 +506,29 @@ def test_listener_page_shows_seeded_listeners_plus_itself(
     assert console.errors == [], console.failed
 
 
-def test_listener_page_reload_gives_its_ticket_back_and_joins_again(
+# joins sent past the space's bucket while the reloaded page is away, and the defence's cache
+LINE_AHEAD = 4
+DEFENSE_CACHE_S = 1.1
+
+
+def listener_of(ticket: str) -> str:
+    """The listener id a ticket names (the first 16 bytes of its payload, tickets.py)."""
+    payload = ticket.split(".")[1]
+    return base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))[:16].hex()
+
+
+def test_listener_page_reload_gives_its_ticket_back_and_returns_past_the_line(
     audience_server: Server, context: Any, console: ConsoleWatch
 ) -> None:
     space = audience_server.create_space("Reloaded")
+    base = f"{audience_server.url}/api/v1/spaces/{space['id']}"
+    defended = audience_server.api(
+        "PUT",
+        f"/api/v1/spaces/{space['id']}/defense",
+        json={"admission_rate": 1.0, "admission_burst": 1},
+    )
+    assert defended.status_code == 200, defended.text
+    time.sleep(DEFENSE_CACHE_S)
     page = console.watch(context.new_page())
     log = GateLog(page)
     page.goto(space["listen_url"])
@@ -516,25 +537,35 @@ def test_listener_page_reload_gives_its_ticket_back_and_joins_again(
     ticket = log.requests("join")[0].response().json()["ticket"]
     stored = page.evaluate(f"localStorage.getItem('rostra.ticket.{space['id']}')")
     assert ticket in stored
+    # a surge: others now wait in line to be counted
+    waiting = [httpx.post(f"{base}/join", timeout=10) for _ in range(LINE_AHEAD)]
+    assert [r.status_code for r in waiting].count(503) >= LINE_AHEAD - 1, waiting[-1].text
 
     leaves = gate_count(audience_server, "leaves")
-
     page.reload()
     play_live(page)
     log.wait_for(page, "heartbeat", count=2)
 
     # the page said goodbye as it went away (a beacon: Playwright does not see it, the gate does),
-    # which gave its ticket back: the reloaded page joined again instead of being refused
+    # which gave its ticket back; the reloaded page exchanged it for a new ticket of the same
+    # listener at once, ahead of the line: counted once, never told to wait
     assert gate_count(audience_server, "leaves") == leaves + 1
-    assert log.kinds().count("join") == 2, log.kinds()
-    last = log.requests("heartbeat")[-1]
-    assert last.headers.get("authorization") != f"Bearer {ticket}"
+    joins = log.requests("join")
+    assert len(joins) == 2, log.kinds()
+    assert [join.response().status for join in joins] == [201, 201]
+    assert json.loads(joins[1].post_data or "{}") == {"ticket": ticket}
+    returned = joins[1].response().json()["ticket"]
+    assert returned != ticket
+    assert listener_of(returned) == listener_of(ticket)
+    assert log.requests("heartbeat")[-1].headers.get("authorization") == f"Bearer {returned}"
+    assert page.evaluate(f"localStorage.getItem('rostra.returning.{space['id']}')") is None
     refused = httpx.post(
-        f"{audience_server.url}/api/v1/spaces/{space['id']}/heartbeat",
-        headers={"Authorization": f"Bearer {ticket}"},
-        timeout=10,
+        f"{base}/heartbeat", headers={"Authorization": f"Bearer {ticket}"}, timeout=10
     )
     assert refused.status_code == 403, refused.text
+    again = httpx.post(f"{base}/join", json={"ticket": ticket}, timeout=10)  # exchanged once
+    assert again.status_code == 401, again.text
+    assert again.json()["type"].endswith("/ticket-already-returned"), again.text
     assert console.errors == [], console.failed
 
 

@@ -29,11 +29,13 @@ from rostra.errors import (
     RostraError,
     SpaceEnded,
     SpaceNotFound,
+    TicketAlreadyReturned,
     TicketRevoked,
     Unavailable,
     WaitingRoom,
 )
 from rostra.ids import is_space_id
+from rostra.store.challenge_spent import MemorySpentSolutions, SpentSolutions
 from rostra.store.reactions import ReactionStore
 from rostra.store.revocations import MemoryRevocationLog, Revocation, RevocationList
 from rostra.store.status import SpaceStatusStore
@@ -48,6 +50,8 @@ RATE_LIMITED_LISTENERS = 100_000
 # renew a ticket when less than this share of its life is left
 RENEW_BELOW = 0.25
 UNGUARDED = SpaceDefense(PowMode.OFF, MAX_ADMISSION_RATE, MAX_ADMISSION_BURST)
+# keys of exchanged tickets in the spent store, apart from proof-of-work solutions
+RETURNED_KEY_PREFIX = "returned-ticket:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +137,7 @@ class Gate:
         reactions_per_10s: int,
         status_cache_entries: int = STATUS_CACHE_ENTRIES,
         revocations: RevocationList | None = None,
+        returned: SpentSolutions | None = None,
     ) -> None:
         self.tickets = tickets
         self.presence = presence
@@ -149,6 +154,8 @@ class Gate:
         self.revocations = (
             revocations if revocations is not None else RevocationList(MemoryRevocationLog())
         )
+        # tickets exchanged once by returning listeners (shared by workers: the spent store)
+        self.returned: SpentSolutions = returned if returned is not None else MemorySpentSolutions()
 
     def _now_s(self) -> float:
         return self._clock.now().timestamp()
@@ -181,14 +188,17 @@ class Gate:
             return UNGUARDED
         return self.defenses.get(space_id)
 
-    def join(self, space_id: str, *, arrival: Arrival | None = None) -> Admission:
-        """A ticket when the space's bucket allows; else WaitingRoom, a place in line (kept by
-        `arrival`, the verified token of an earlier answer)."""
+    def _check_admits(self, space_id: str) -> None:
         status = self.status(space_id)
         if status is None:
             raise SpaceNotFound(f"no space has id '{space_id[:40]}'")
         if status == "ended":
             raise SpaceEnded(f"space '{space_id}' has ended; it admits no more listeners")
+
+    def join(self, space_id: str, *, arrival: Arrival | None = None) -> Admission:
+        """A ticket when the space's bucket allows; else WaitingRoom, a place in line (kept by
+        `arrival`, the verified token of an earlier answer)."""
+        self._check_admits(space_id)
         if self.admission is not None:
             try:
                 self.admission.admit(space_id, self.defense(space_id), arrival)
@@ -200,7 +210,31 @@ class Gate:
         self.counters["joins"] += 1
         return Admission(issued=issued, heartbeat_interval_s=self.heartbeat_interval_s())
 
-    def _signed(self, token: str | None, space_id: str) -> Ticket:
+    def rejoin(self, token: str | None, space_id: str) -> Admission:
+        """A returning listener (a reloaded page) exchanges the ticket it gave back on leave for
+        a new one of the same listener id: no line, no proof-of-work (they were admitted once),
+        not admitted twice, and counted once. Each ticket is exchanged once; signature, space
+        and expiry are checked first, so a bad ticket touches no storage."""
+        old = self.signed(token, space_id)
+        self._check_admits(space_id)
+        now_s = self._now_s()
+        key = f"{RETURNED_KEY_PREFIX}{old.listener_id}:{old.issued_at_s}"
+        if not self.returned.spend(key, float(old.expires_at_s), now_s):
+            self.counters["rejected:ticket-already-returned"] += 1
+            raise TicketAlreadyReturned(
+                f"this ticket of space '{space_id}' was already exchanged once; join again"
+            )
+        # issued after the leave's second (and after the ticket it replaces), so the
+        # revocation of the older tickets does not cover it
+        issued_at_s = max(int(now_s) + 1, old.issued_at_s + 1)
+        issued = self.tickets.issue(
+            space_id, now_s=issued_at_s, ttl_s=self._ticket_ttl_s, listener_id=old.listener_id
+        )
+        self.presence.record_heartbeat(space_id, old.listener_id)
+        self.counters["returns"] += 1
+        return Admission(issued=issued, heartbeat_interval_s=self.heartbeat_interval_s())
+
+    def signed(self, token: str | None, space_id: str) -> Ticket:
         """The ticket's signature, expiry and space: no storage is touched to say no."""
         try:
             return self.tickets.verify(token or "", space_id, now_s=self._now_s())
@@ -211,8 +245,8 @@ class Gate:
     def verify(self, token: str | None, space_id: str) -> Ticket:
         """A genuine ticket (signature first), not given back: the revocations are this
         worker's local list, so saying no still touches no storage."""
-        ticket = self._signed(token, space_id)
-        if self.revocations.is_revoked(ticket.listener_id, self._now_s()):
+        ticket = self.signed(token, space_id)
+        if self.revocations.is_revoked(ticket.listener_id, self._now_s(), ticket.issued_at_s):
             self.counters["rejected:ticket-revoked"] += 1
             raise TicketRevoked(
                 f"this ticket was given back when its listener left space '{space_id}'; join again"
@@ -244,13 +278,20 @@ class Gate:
 
     def leave(self, token: str | None, space_id: str) -> None:
         """A listener leaving stops heartbeating (they drop out of the next window) and gives
-        the ticket back: no ticket of theirs works again, even one renewed before. A second
-        leave with the same ticket is no error (a page may send its beacon twice)."""
-        ticket = self._signed(token, space_id)
+        the ticket back: no ticket of theirs issued until now works again, even one renewed
+        before (one issued later, by `rejoin`, does). A second leave with the same ticket is no
+        error (a page may send its beacon twice)."""
+        ticket = self.signed(token, space_id)
         now_s = self._now_s()
+        if self.revocations.is_revoked(ticket.listener_id, now_s, ticket.issued_at_s):
+            # given back already: a second beacon must not revoke a returning ticket issued since
+            self.counters["leaves_repeated"] += 1
+            return
         # a renewal issued just before leaving lives at most a ticket's lifetime from now
         until_s = max(float(ticket.expires_at_s), now_s + self._ticket_ttl_s)
-        self.revocations.revoke(Revocation(ticket.listener_id, until_s), now_s)
+        # a returning ticket is issued a little ahead of its clock: it is covered too
+        revoked_at_s = max(now_s, float(ticket.issued_at_s))
+        self.revocations.revoke(Revocation(ticket.listener_id, until_s, revoked_at_s), now_s)
         self.reactions.lower_hand(space_id, ticket.listener_id)
         self.counters["leaves"] += 1
 

@@ -1,5 +1,6 @@
 """Revoked listener tickets: a listener that leaves gives its ticket back, and no worker accepts
-a ticket of that listener again until every ticket it could hold has expired.
+a ticket of that listener issued up to that moment (`revoked_at_s`) until every such ticket has
+expired. A ticket issued later for the same listener (a reloaded page returning) stays valid.
 
 Storage plane. The port is a shared, ordered log of revocations (SQLite in the data folder when
 embedded, a Redis stream with gate workers); each gate keeps the entries of that log that have not
@@ -26,6 +27,12 @@ SYNC_BATCH = 10_000
 class Revocation:
     listener_id: str
     until_s: float  # no ticket of the listener can be valid past this
+    # tickets of the listener issued at or before this are revoked; later ones are not
+    revoked_at_s: float = float("inf")
+
+    def covers(self, issued_at_s: float, now_s: float) -> bool:
+        """Whether a ticket issued at `issued_at_s` is revoked by this, now."""
+        return now_s < self.until_s and issued_at_s <= self.revoked_at_s
 
 
 class RevocationLog(Protocol):
@@ -46,15 +53,19 @@ class RevocationList:
         self._log = log
         self._max_entries = max_entries
         self._lock = threading.Lock()
-        self._until: OrderedDict[str, float] = OrderedDict()
+        self._latest: OrderedDict[str, Revocation] = OrderedDict()
         self._cursor = ""
 
     def __len__(self) -> int:
-        return len(self._until)
+        return len(self._latest)
 
-    def is_revoked(self, listener_id: str, now_s: float) -> bool:
-        until_s = self._until.get(listener_id)
-        return until_s is not None and now_s < until_s
+    def is_revoked(
+        self, listener_id: str, now_s: float, issued_at_s: float = float("-inf")
+    ) -> bool:
+        """Whether the listener's ticket issued at `issued_at_s` (any of theirs by default) was
+        given back."""
+        revocation = self._latest.get(listener_id)
+        return revocation is not None and revocation.covers(issued_at_s, now_s)
 
     def revoke(self, revocation: Revocation, now_s: float) -> None:
         """Revoked here at once, and in the shared log for the other workers."""
@@ -70,13 +81,20 @@ class RevocationList:
     def _remember(self, revocations: list[Revocation], now_s: float) -> None:
         with self._lock:
             for revocation in revocations:
-                before = self._until.pop(revocation.listener_id, 0.0)
-                self._until[revocation.listener_id] = max(before, revocation.until_s)
+                before = self._latest.pop(revocation.listener_id, None)
+                if before is not None:  # the latest leave and the longest life both hold
+                    revocation = Revocation(
+                        revocation.listener_id,
+                        max(before.until_s, revocation.until_s),
+                        max(before.revoked_at_s, revocation.revoked_at_s),
+                    )
+                self._latest[revocation.listener_id] = revocation
             # entries arrive about in expiry order: the oldest are the first to go
-            while self._until and (
-                len(self._until) > self._max_entries or next(iter(self._until.values())) <= now_s
+            while self._latest and (
+                len(self._latest) > self._max_entries
+                or next(iter(self._latest.values())).until_s <= now_s
             ):
-                self._until.popitem(last=False)
+                self._latest.popitem(last=False)
 
 
 class MemoryRevocationLog:

@@ -1,7 +1,8 @@
 """Redis revocation log: the revoked tickets of every gate worker of a deployment.
 
 Storage plane. A stream capped near MAX_REVOCATIONS entries (`XADD MAXLEN ~`), each entry a
-listener id and the time its last ticket expires; the stream itself expires when no revocation
+listener id, the time its last ticket expires and the time it left (`r`; an entry without it
+revokes every ticket of the listener); the stream itself expires when no revocation
 was added for a ticket's lifetime, so an idle deployment keeps nothing. Workers read it from
 their last entry id (`XRANGE` exclusive).
 """
@@ -30,7 +31,11 @@ class RedisRevocationLog:
             pipe = self._client.pipeline(transaction=False)
             pipe.xadd(
                 STREAM_KEY,
-                {"l": revocation.listener_id, "u": repr(revocation.until_s)},
+                {
+                    "l": revocation.listener_id,
+                    "u": repr(revocation.until_s),
+                    "r": repr(revocation.revoked_at_s),
+                },
                 maxlen=self._max_entries,
                 approximate=True,
             )
@@ -55,7 +60,8 @@ class RedisRevocationLog:
         for _entry_id, fields in entries:
             until_s = float(fields.get("u", 0))
             if until_s > now_s and fields.get("l"):
-                fresh.append(Revocation(str(fields["l"]), until_s))
+                revoked_at_s = float(fields.get("r", "inf"))
+                fresh.append(Revocation(str(fields["l"]), until_s, revoked_at_s))
         return fresh, str(entries[-1][0])
 
     def close(self) -> None:

@@ -2,7 +2,8 @@
 
 Storage plane. One row per revocation, numbered in order (the cursor); rows whose tickets have
 all expired are deleted on every write, and past MAX_REVOCATIONS the oldest rows go. Same file
-and locking as the presence and reaction stores.
+and locking as the presence and reaction stores. A table made before rows carried `revoked_at_s`
+gains the column; its old rows (NULL) revoke every ticket of their listener, as they meant then.
 """
 
 from __future__ import annotations
@@ -21,10 +22,23 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS revoked_tickets (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   listener_id TEXT NOT NULL,
-  until_s REAL NOT NULL
+  until_s REAL NOT NULL,
+  revoked_at_s REAL
 );
 CREATE INDEX IF NOT EXISTS revoked_tickets_by_until ON revoked_tickets(until_s);
 """
+
+
+def _add_revoked_at(db: sqlite3.Connection) -> None:
+    """Give a table of an older data folder its `revoked_at_s` column (once, by any worker)."""
+    columns = {str(row[1]) for row in db.execute("PRAGMA table_info(revoked_tickets)")}
+    if "revoked_at_s" in columns:
+        return
+    try:
+        db.execute("ALTER TABLE revoked_tickets ADD COLUMN revoked_at_s REAL")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):  # another worker added it meanwhile
+            raise
 
 
 class SqliteRevocationLog:
@@ -40,6 +54,7 @@ class SqliteRevocationLog:
         self._lock = threading.Lock()
         try:
             self._db = open_database(path, busy_timeout_s, _SCHEMA)
+            _add_revoked_at(self._db)
         except sqlite3.OperationalError as exc:
             raise self._unavailable("opening", exc) from exc
 
@@ -55,8 +70,9 @@ class SqliteRevocationLog:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     self._db.execute(
-                        "INSERT INTO revoked_tickets (listener_id, until_s) VALUES (?, ?)",
-                        (revocation.listener_id, revocation.until_s),
+                        "INSERT INTO revoked_tickets (listener_id, until_s, revoked_at_s) "
+                        "VALUES (?, ?, ?)",
+                        (revocation.listener_id, revocation.until_s, revocation.revoked_at_s),
                     )
                     self._db.execute("DELETE FROM revoked_tickets WHERE until_s <= ?", (now_s,))
                     self._db.execute(
@@ -77,14 +93,19 @@ class SqliteRevocationLog:
         with self._lock:
             try:
                 rows = self._db.execute(
-                    "SELECT seq, listener_id, until_s FROM revoked_tickets WHERE seq > ? "
+                    "SELECT seq, listener_id, until_s, revoked_at_s FROM revoked_tickets "
+                    "WHERE seq > ? "
                     "ORDER BY seq LIMIT ?",
                     (after, SYNC_BATCH),
                 ).fetchall()
             except sqlite3.OperationalError as exc:
                 raise self._unavailable("reading revocations", exc) from exc
         last = int(rows[-1][0]) if rows else after
-        fresh = [Revocation(str(lid), float(until)) for _, lid, until in rows if until > now_s]
+        fresh = [
+            Revocation(str(lid), float(until), float("inf") if at is None else float(at))
+            for _, lid, until, at in rows
+            if until > now_s
+        ]
         return fresh, str(last)
 
     def close(self) -> None:

@@ -161,6 +161,8 @@ def build_audience(settings: Settings, clock: Clock, spaces: SpaceStore | None) 
         revocations=RevocationList(revocation_log),
     )
     wire_admission(settings, clock, gate)
+    spent = wire_proof_of_work(settings, clock, gate)
+    gate.returned = spent  # a returning listener's ticket is exchanged once, like a solution
     return AudienceParts(
         gate=gate,
         presence_store=presence_store,
@@ -168,5 +170,5 @@ def build_audience(settings: Settings, clock: Clock, spaces: SpaceStore | None) 
         statuses=statuses,
         status_publisher=publisher,
         revocation_log=revocation_log,
-        spent_solutions=wire_proof_of_work(settings, clock, gate),
+        spent_solutions=spent,
     )

@@ -1,7 +1,9 @@
 // A listener's ticket for one space: asked for (join) when they press play, kept in localStorage
 // (a page that went away without leaving reuses it), replaced when the gate renews it, given up
 // when the gate refuses it (401/403) or it has expired. Leaving is a beacon, sent as the page goes
-// away: it gives the ticket back, so a reload after it joins again. A space under
+// away: it gives the ticket back, and the page keeps it apart as a returning record, so a reload
+// after it joins again with that ticket and gets a new one for the same listener at once (no
+// line, no proof-of-work, counted once; each ticket is exchanged once). A space under
 // attack may ask for a proof-of-work first (401 challenge-required): it is solved in Web Workers
 // (pow.js) and the join is sent again with the solution. Above the space's admission rate the
 // join waits in line (503 waiting-room): it keeps the arrival token and asks again after
@@ -11,6 +13,8 @@ import { solveChallenge } from './pow.js';
 import { waitInLine } from './waiting-view.js';
 
 const KEY_PREFIX = 'rostra.ticket.';
+// the ticket given back on leave, kept until a join exchanges it (or it expires)
+const RETURNING_PREFIX = 'rostra.returning.';
 const DEFAULT_INTERVAL_S = 20;
 const MIN_INTERVAL_S = 1;
 // challenges solved for one join at most (a new one comes when a solution arrived expired)
@@ -63,12 +67,13 @@ function serverOffsetMs(response) {
   return Number.isFinite(serverMs) ? serverMs - Date.now() : 0;
 }
 
-// Tickets of other spaces that have expired are forgotten, so storage does not grow forever.
+// Tickets (and returning records) of other spaces that have expired are forgotten, so storage
+// does not grow forever.
 function forgetExpired(storage) {
   const keys = [];
   for (let index = 0; index < storage.length; index += 1) {
     const key = storage.key(index);
-    if (key && key.startsWith(KEY_PREFIX)) keys.push(key);
+    if (key && (key.startsWith(KEY_PREFIX) || key.startsWith(RETURNING_PREFIX))) keys.push(key);
   }
   for (const key of keys) {
     const record = parseRecord(storage.getItem(key));
@@ -89,6 +94,7 @@ export class TicketKeeper {
     this.queueUrl = `/live/${encodeURIComponent(spaceId)}/queue.json`;
     this.base = `/api/v1/spaces/${encodeURIComponent(spaceId)}`;
     this.key = `${KEY_PREFIX}${spaceId}`;
+    this.returningKey = `${RETURNING_PREFIX}${spaceId}`;
     this.storage = storage;
     this.joining = null;
     this.arrival = null; // the arrival token of this page's place in the waiting room
@@ -102,6 +108,17 @@ export class TicketKeeper {
     if (!record) return null;
     if (isExpired(record)) {
       this.storage.removeItem(this.key);
+      return null;
+    }
+    return record;
+  }
+
+  // The ticket this listener gave back on leave, not yet exchanged and not expired, or null.
+  get returning() {
+    const record = parseRecord(this.storage.getItem(this.returningKey));
+    if (!record) return null;
+    if (isExpired(record)) {
+      this.storage.removeItem(this.returningKey);
       return null;
     }
     return record;
@@ -135,15 +152,25 @@ export class TicketKeeper {
   }
 
   async join() {
-    const fields = {}; // the join's JSON body: {altcha?, arrival?}
+    const fields = {}; // the join's JSON body: {altcha?, arrival?, ticket?}
     // a join that failed (network) while in line keeps the place for the next attempt
     if (this.arrival) fields.arrival = this.arrival;
+    // a returning listener (a reload after leave) exchanges the ticket it gave back
+    const returning = this.arrival ? null : this.returning;
+    if (returning) fields.ticket = returning.ticket;
     let response = null;
     let freshArrivals = 0;
     for (let challenges = 0; response === null; ) {
       try {
         response = await this.postJoin(fields);
       } catch (error) {
+        // the given-back ticket refused (already exchanged, expired, forged): join as anyone does
+        if (error instanceof ApiError && fields.ticket && (error.status === 401
+          || error.status === 403)) {
+          delete fields.ticket;
+          this.storage.removeItem(this.returningKey);
+          continue;
+        }
         // 503 waiting-room: in line; keep the arrival token (the place, and a passed challenge)
         const line = error instanceof ApiError && error.status === 503
           && error.slug === 'waiting-room' && error.problem;
@@ -174,6 +201,7 @@ export class TicketKeeper {
     this.onStatus('');
     this.onWaiting(null);
     this.arrival = null;
+    this.storage.removeItem(this.returningKey);
     const body = await response.json();
     const record = {
       ticket: body.ticket,
@@ -244,12 +272,18 @@ export class TicketKeeper {
 
   // Tell the gate this listener is gone. sendBeacon cannot set headers, so the ticket goes in a
   // JSON body; text/plain keeps the beacon a simple request. Leaving gives the ticket back (the
-  // gate refuses it from then on), so it is forgotten here too: the next play joins again.
+  // gate refuses it from then on), so it is no longer used here: it is kept as the returning
+  // record instead, which the next join exchanges for a new ticket of the same listener.
   leave() {
     const record = this.current;
     if (!record || !this.isUsedHere) return false;
     this.isUsedHere = false;
     this.storage.removeItem(this.key);
+    this.storage.setItem(this.returningKey, JSON.stringify({
+      ticket: record.ticket,
+      expiresAt: record.expiresAt,
+      offsetMs: record.offsetMs,
+    }));
     const url = `${this.base}/leave`;
     const body = JSON.stringify({ ticket: record.ticket });
     const blob = new Blob([body], { type: 'text/plain;charset=UTF-8' });
