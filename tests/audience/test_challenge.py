@@ -190,12 +190,15 @@ def test_auto_turns_on_above_the_trigger_and_off_after_a_calm_minute(clock: Manu
     policy = PowPolicy(clock)
     trigger_per_s = TRIGGER_MULTIPLE * RATE
     assert not _joins(policy, clock, trigger_per_s * 0.8, 10)
+    assert not policy.is_on(SPACE)
     assert _joins(policy, clock, trigger_per_s * 1.5, 6)
+    assert policy.is_on(SPACE)  # what tightens the space's per-prefix join limit
     # below the trigger but above half of it: stays on (hysteresis)
     assert _joins(policy, clock, trigger_per_s * 0.7, int(CALM_S) + 10)
     # below half the trigger: on for another CALM_S, then off
     assert _joins(policy, clock, trigger_per_s * 0.2, int(CALM_S) - 10)
     assert not _joins(policy, clock, trigger_per_s * 0.2, 20)
+    assert not policy.is_on(SPACE)
 
 
 def test_auto_steps_difficulty_up_with_the_attack_and_down_when_it_ends(

@@ -149,6 +149,11 @@ class PowPolicy:
         bad_rate = self._bad_meter.rate(now_s)
         return max(join_rate / join_threshold, bad_rate / max(self._bad_threshold, 1e-9))
 
+    def is_on(self, space_id: str) -> bool:
+        """Whether `auto` has the space's proof-of-work on in this worker now (nothing counted)."""
+        state = self._spaces.get(space_id)
+        return state is not None and state.is_on
+
     def decide(self, space_id: str, mode: PowMode, admission_rate: float) -> PowDecision:
         """Count this join attempt, then decide (`off` counts nothing: the join stays cheap)."""
         if mode == PowMode.OFF:

@@ -164,17 +164,21 @@ class SourceLimits:
 
 
 def _is_defended(scope: Scope) -> bool:
-    """The space's proof-of-work is on: its per-prefix join limit tightens (the defence is
-    cached about a second by the gate)."""
+    """The space's proof-of-work is on, set so or turned on by `auto` under attack: its
+    per-prefix join limit tightens (the defence is cached about a second by the gate)."""
     gate = getattr(getattr(scope.get("app"), "state", None), "gate", None)
     defense = getattr(gate, "defense", None)
     space_id = scope["path"].split("/")[4]
     if not callable(defense) or not is_space_id(space_id):
         return False
     try:
-        return str(defense(space_id).pow) == "on"
+        mode = str(defense(space_id).pow)
     except (RostraError, OSError, RuntimeError):
         return False
+    if mode == "on":
+        return True
+    policy = getattr(getattr(gate, "challenge", None), "policy", None)
+    return mode == "auto" and policy is not None and bool(policy.is_on(space_id))
 
 
 def _storage(settings: Settings) -> Storage:
