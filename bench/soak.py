@@ -19,11 +19,14 @@ import contextlib
 import json
 import os
 import random
+import shutil
+import signal
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
@@ -33,6 +36,7 @@ import numpy as np
 from bots import OpusPacketTrack, ReturnTap, join
 from cost import MAX_VOICES, voice_packets
 from harness import (
+    RESULTS_DIR,
     ROOT,
     create_space,
     percentiles,
@@ -54,6 +58,9 @@ VOICES_READY = "VOICES_READY"
 VOICES_START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 MB_PER_HOUR_NOISE = "slope ± its standard error (least squares over the second half)"
+# listener workers' memory dumps (web/memory_diagnostics.py, on SIGUSR2) are copied here
+MEMORY_DUMPS_DIR = RESULTS_DIR / "soak-memory"
+LAST_DUMP_BEFORE_END_S = 10.0
 
 
 # --- the voices (child process) ------------------------------------------------------------
@@ -296,6 +303,12 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 for k in range(args.progressive)
             ]
             state_url = urls.listener_base + urls.state_path
+            if args.memory_dumps_min:
+                tasks.append(
+                    asyncio.create_task(
+                        _memory_dumps(server.process.pid, args.memory_dumps_min * 60, stop_at)
+                    )
+                )
             rows, counts = await _sample_until(
                 server.process.pid, voices.pid, state_url, args.sample_s, stop_at
             )
@@ -303,7 +316,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         voices_summary = await _stop_voices(voices)
+        dumps = _keep_memory_dumps(server.data / "run") if args.memory_dumps_min else []
     return {
+        "memory_dumps": dumps,
         "minutes": args.minutes,
         "server_env": env,
         "sample_s": args.sample_s,
@@ -331,6 +346,40 @@ def _hls_json(stats: HlsStats) -> dict[str, Any]:
         "longest_without_new_segment_s": round(stats.longest_without_new_segment_s, 2),
         "playlist_fetch_s": percentiles(stats.playlist_fetch_s, (50, 95, 99)),
     }
+
+
+def _listener_workers(root: int) -> list[int]:
+    workers = []
+    for pid in process_tree(root):
+        found = process_sample(pid)
+        if found is not None and "rostra.web.processes worker" in found["command"]:
+            workers.append(pid)
+    return workers
+
+
+async def _memory_dumps(root: int, every_s: float, stop_at: float) -> None:
+    """SIGUSR2 to each listener worker now (tracing starts: a baseline), then every
+    `every_s`, the last one some seconds before the end (a dump takes a moment to write)."""
+    while True:
+        for pid in _listener_workers(root):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR2)
+        left_s = stop_at - time.monotonic() - LAST_DUMP_BEFORE_END_S
+        if left_s < 1.0:
+            return
+        await asyncio.sleep(min(every_s, left_s))
+
+
+def _keep_memory_dumps(run_dir: Path) -> list[str]:
+    """The workers' dumps, out of the server's temporary data folder."""
+    if MEMORY_DUMPS_DIR.is_dir():
+        shutil.rmtree(MEMORY_DUMPS_DIR)
+    MEMORY_DUMPS_DIR.mkdir(parents=True)
+    kept = []
+    for path in sorted(run_dir.glob("memory-*.txt")):
+        shutil.copy(path, MEMORY_DUMPS_DIR / path.name)
+        kept.append(str((MEMORY_DUMPS_DIR / path.name).relative_to(ROOT)))
+    return kept
 
 
 async def _sample_until(
@@ -397,6 +446,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--env", action="append", default=[], metavar="ROSTRA_X=V", help="server setting"
+    )
+    parser.add_argument(
+        "--memory-dumps-min",
+        type=float,
+        default=0.0,
+        metavar="M",
+        help="SIGUSR2 the listener workers at the start and every M minutes: their memory dumps "
+        "(tracemalloc from the first) go to bench/results/soak-memory/",
     )
     parser.add_argument("--voices-worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
