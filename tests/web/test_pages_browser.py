@@ -556,9 +556,13 @@ def test_listener_page_reload_gives_its_ticket_back_and_returns_past_the_line(
 
     time.sleep(METRICS_SETTLE_S)  # every worker's earlier figures have reached /metrics
     leaves = gate_count(audience_server, "leaves")
+    # the old page's calls end with the reload: count only those made after it
+    calls_before = len(log.entries)
     page.reload()
     play_live(page)
-    log.wait_for(page, "heartbeat", count=2)
+    log.wait_for(page, "join", count=2)
+    beats_before = len(log.requests("heartbeat"))
+    log.wait_for(page, "heartbeat", count=beats_before + 1)
 
     # the page said goodbye as it went away (a beacon: Playwright does not see it, the gate does),
     # which gave its ticket back; the reloaded page exchanged it for a new ticket of the same
@@ -572,7 +576,8 @@ def test_listener_page_reload_gives_its_ticket_back_and_returns_past_the_line(
     assert returned != ticket
     assert listener_of(returned) == listener_of(ticket)
     # the page heartbeats with the returned ticket (or its renewal: the same listener)
-    latest = log.requests("heartbeat")[-1].headers.get("authorization", "").removeprefix("Bearer ")
+    after = [request for kind, request, _ in log.entries[calls_before:] if kind == "heartbeat"]
+    latest = after[-1].headers.get("authorization", "").removeprefix("Bearer ")
     assert latest != ticket
     assert listener_of(latest) == listener_of(ticket)
     assert page.evaluate(f"localStorage.getItem('rostra.returning.{space['id']}')") is None
