@@ -2,26 +2,24 @@
 place in line (an arrival number, FIFO by first arrival) in a signed arrival token, and retries
 with it until the line reaches them.
 
-Audience plane. Arrival token format: ``a1.<payload>.<tag>``, both parts unpadded base64url. The
-payload is number (u64), issue time (u64, seconds), time to live (u32, seconds), then the space
-id as ASCII; the tag is HMAC-SHA256 over the text before the last dot, truncated to 16 bytes,
-under a key derived from the deployment's signing secret with its own label (so a ticket is
-never an arrival token, nor the reverse). Each answer from the line carries a fresh token for
-the same number: a listener who keeps retrying keeps the place; one who leaves loses it.
+Audience plane. Arrival token format: ``a1.<payload>.<tag>``, a signed token of signed_tokens.py
+under its own label (so a ticket is never an arrival token, nor the reverse). The payload's header
+is number (u64), issue time (u64, seconds), time to live (u32, seconds); the space id as ASCII
+follows it. Each answer from the line carries a fresh token for the same number: a listener who
+keeps retrying keeps the place; one who leaves loses it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import logging
 import math
 import struct
 from dataclasses import dataclass
 
 from rostra.audience.defense import SpaceDefense
+from rostra.audience.signed_tokens import MAX_SPACE_ID_BYTES as MAX_SPACE_ID_BYTES
+from rostra.audience.signed_tokens import TAG_BYTES as TAG_BYTES
+from rostra.audience.signed_tokens import TokenKind, TokenSealer
 from rostra.clock import Clock
 from rostra.errors import (
     ArrivalExpired,
@@ -42,21 +40,21 @@ from rostra.store.admission_bucket import (
 log = logging.getLogger(__name__)
 
 VERSION = "a1"
-TAG_BYTES = 16
-MAX_SPACE_ID_BYTES = 64
 KEY_LABEL = b"rostra/audience/arrival/v1"
 # a token's life; every answer from the line renews it, and a waiter retries well within it
 ARRIVAL_TTL_S = 300
 # the longest Retry-After asked of a waiter: a long line polls queue.json (at the edge) between
 MAX_RETRY_AFTER_S = 60.0
 
-_HEADER = struct.Struct(">QQI")
-_PREFIX = VERSION + "."
-_TAG_CHARS = len(base64.urlsafe_b64encode(bytes(TAG_BYTES)).rstrip(b"="))
-_MAX_PAYLOAD_CHARS = len(
-    base64.urlsafe_b64encode(bytes(_HEADER.size + MAX_SPACE_ID_BYTES)).rstrip(b"=")
+ARRIVAL = TokenKind(
+    version=VERSION,
+    label=KEY_LABEL,
+    header=struct.Struct(">QQI"),
+    noun="arrival token",
+    name="a Rostra arrival token",
+    invalid=ArrivalInvalid,
 )
-MAX_TOKEN_CHARS = len(_PREFIX) + _MAX_PAYLOAD_CHARS + 1 + _TAG_CHARS
+MAX_TOKEN_CHARS = ARRIVAL.max_chars
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,49 +67,22 @@ class Arrival:
     expires_at_s: int
 
 
-def _b64encode(raw: bytes) -> bytes:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=")
-
-
-def _b64decode(text: bytes) -> bytes:
-    return base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
-
-
 class ArrivalSigner:
     """Issues and verifies arrival tokens under the deployment's signing secret."""
 
     def __init__(self, secret: str) -> None:
-        if not secret:
-            raise ValueError("an arrival signer needs the deployment's signing secret")
-        self._key = hmac.digest(secret.encode(), KEY_LABEL, hashlib.sha256)
-
-    def _tag(self, signed: bytes) -> bytes:
-        return _b64encode(hmac.digest(self._key, signed, hashlib.sha256)[:TAG_BYTES])
+        self._sealer = TokenSealer(secret, ARRIVAL)
 
     def issue(self, space_id: str, number: int, *, now_s: float, ttl_s: int) -> str:
-        space = space_id.encode("ascii")
-        if not 0 < len(space) <= MAX_SPACE_ID_BYTES:
-            raise ValueError(f"space id must be 1 to {MAX_SPACE_ID_BYTES} ASCII characters")
-        payload = _HEADER.pack(number, int(now_s), ttl_s) + space
-        signed = _PREFIX.encode() + _b64encode(payload)
-        return (signed + b"." + self._tag(signed)).decode("ascii")
+        return self._sealer.seal(space_id, number, int(now_s), ttl_s)
 
     def verify(self, token: str, space_id: str, *, now_s: float) -> Arrival:
-        if len(token) > MAX_TOKEN_CHARS or not token.startswith(_PREFIX) or not token.isascii():
-            raise ArrivalInvalid(f"arrival token {redact(token)} is not a Rostra arrival token")
-        signed, dot, tag = token.encode("ascii").rpartition(b".")
-        if not dot or not hmac.compare_digest(self._tag(signed), tag):
-            raise ArrivalInvalid(f"arrival token {redact(token)} is forged or tampered")
-        try:
-            payload = _b64decode(signed[len(_PREFIX) :])
-            number, issued_at_s, ttl_s = _HEADER.unpack_from(payload)
-            token_space = payload[_HEADER.size :].decode("ascii")
-        except (binascii.Error, struct.error, UnicodeDecodeError) as exc:
-            raise ArrivalInvalid(f"arrival token {redact(token)} has a malformed payload") from exc
-        arrival = Arrival(token_space, number, issued_at_s, issued_at_s + ttl_s)
+        opened = self._sealer.open(token)
+        number, issued_at_s, ttl_s = opened.fields
+        arrival = Arrival(opened.space_id, number, issued_at_s, issued_at_s + ttl_s)
         if now_s >= arrival.expires_at_s:
             raise ArrivalExpired(f"arrival token {redact(token)} expired; join again without it")
-        if token_space != space_id:
+        if arrival.space_id != space_id:
             raise ArrivalWrongSpace(
                 f"arrival token {redact(token)} holds a place in another space, not {space_id!r}"
             )

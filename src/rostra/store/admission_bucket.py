@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Protocol
 
 # a space's queue state is forgotten this long after its last join
@@ -33,6 +34,18 @@ class QueueState:
     watermark: float = 0.0
     tokens: float = 0.0
     updated_at_s: float = 0.0
+
+
+# a state's fields in order: the columns and hash fields a store keeps it in
+STATE_FIELDS = tuple(field.name for field in fields(QueueState))
+
+
+def state_from(values: Sequence[str | bytes | float | None]) -> QueueState | None:
+    """A state read back in STATE_FIELDS order; None for a space the store does not hold."""
+    arrivals, watermark, tokens, updated_at_s = values
+    if arrivals is None or watermark is None or tokens is None or updated_at_s is None:
+        return None
+    return QueueState(int(arrivals), float(watermark), float(tokens), float(updated_at_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +105,19 @@ def advance(state: QueueState, now_s: float, rate: float, burst: int) -> None:
     state.updated_at_s = max(state.updated_at_s, now_s)
 
 
+def called_number(state: QueueState, number: int | None) -> int | None:
+    """The number a retry presents, or None when it is above the last arrival (the store lost its
+    state): that join counts as a first arrival, and only an admitted called number is spent."""
+    return number if number is not None and number <= state.arrivals else None
+
+
 def decide(
     state: QueueState, number: int | None, now_s: float, rate: float, burst: int
 ) -> QueueVerdict:
     """Apply one join attempt to `state` (the caller holds it exclusively and stores it after).
-    A number above the last arrival (the store lost its state) counts as a first arrival."""
+    A number above the last arrival counts as a first arrival (see called_number)."""
     advance(state, now_s, rate, burst)
-    if number is not None and number > state.arrivals:
-        number = None
+    number = called_number(state, number)
     if number is None:
         is_line_empty = state.watermark >= state.arrivals
         state.arrivals += 1
@@ -112,6 +130,22 @@ def decide(
         state.tokens -= 1.0
         return QueueVerdict(is_admitted=True, number=number, position=0, retry_after_s=0.0)
     return waiting_verdict(number, state.watermark, state.tokens, rate)
+
+
+def decide_join(
+    state: QueueState, number: int | None, now_s: float, rate: float, burst: int
+) -> tuple[QueueVerdict, int | None]:
+    """decide(), and the number the join spends (an admitted called number) for the store."""
+    called = called_number(state, number)
+    verdict = decide(state, called, now_s, rate, burst)
+    return verdict, called if verdict.is_admitted else None
+
+
+def spent_verdict(number: int) -> QueueVerdict:
+    """The answer to a number that was admitted already (a store keeps spent numbers)."""
+    return QueueVerdict(
+        is_admitted=False, number=number, position=0, retry_after_s=0.0, is_spent=True
+    )
 
 
 def waiting_verdict(number: int, watermark: float, tokens: float, rate: float) -> QueueVerdict:
@@ -162,11 +196,11 @@ class MemoryAdmissionStore:
             ):
                 self._spent.popitem(last=False)
             if number is not None and (space_id, number) in self._spent:
-                return QueueVerdict(False, number, 0, 0.0, is_spent=True)
+                return spent_verdict(number)
             state = self._states.setdefault(space_id, new_state(now_s, burst))
-            verdict = decide(state, number, now_s, rate, burst)
-            if verdict.is_admitted and number is not None:
-                self._spent[(space_id, verdict.number)] = now_s
+            verdict, spent = decide_join(state, number, now_s, rate, burst)
+            if spent is not None:
+                self._spent[(space_id, spent)] = now_s
             return verdict
 
     def snapshot(self, space_id: str, *, now_s: float, rate: float, burst: int) -> QueueSnapshot:

@@ -9,6 +9,7 @@ StoreUnavailable (503).
 from __future__ import annotations
 
 from collections.abc import Callable
+from string import Template
 from typing import Any, TypeVar
 
 import redis
@@ -16,10 +17,12 @@ import redis
 from rostra.errors import Unavailable
 from rostra.store.admission_bucket import (
     QUEUE_TTL_S,
+    STATE_FIELDS,
     QueueSnapshot,
-    QueueState,
     QueueVerdict,
     snapshot_of,
+    spent_verdict,
+    state_from,
     waiting_verdict,
 )
 from rostra.store.admission_defense import DefenseOverrides
@@ -29,30 +32,30 @@ RETRY_AFTER_S = 1.0
 _T = TypeVar("_T")
 _UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError)
 
-# KEYS[1] the queue hash, KEYS[2] the spent key of ARGV[4] (ARGV[4] 0: a first arrival).
-# ARGV: now_s, rate, burst, number, spent_ttl_s, queue_ttl_s.
-# Returns {verdict, number, watermark, tokens}: verdict 1 admitted, 0 in line, -1 spent.
-JOIN_SCRIPT = """
-local now = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
-local number = tonumber(ARGV[4])
+# The join script's ARGV in order; each is a Lua local of the same name. KEYS[1] is the queue hash
+# (fields STATE_FIELDS), KEYS[2] the spent key of `number` (0: a first arrival). It returns
+# {verdict, number, watermark, tokens}, numbers as text at full precision.
+JOIN_ARGV = ("now_s", "rate", "burst", "number", "spent_ttl_s", "queue_ttl_s")
+ADMITTED, IN_LINE, SPENT = 1, 0, -1
+
+# decide() of admission_bucket.py, and a number spent as decide_join() spends it
+_JOIN_RULE = """
 if number > 0 and redis.call('EXISTS', KEYS[2]) == 1 then
-  return {-1, number, '0', '0'}
+  return {$spent, number, '0', '0'}
 end
-local s = redis.call('HMGET', KEYS[1], 'arrivals', 'watermark', 'tokens', 'updated_at_s')
-local arrivals = tonumber(s[1]) or 0
-local watermark = tonumber(s[2]) or 0
-local tokens = tonumber(s[3]) or burst
-local updated = tonumber(s[4]) or now
-local elapsed = math.max(0, now - updated)
+$state_load
+arrivals = arrivals or 0
+watermark = watermark or 0
+tokens = tokens or burst
+updated_at_s = updated_at_s or now_s
+local elapsed = math.max(0, now_s - updated_at_s)
 tokens = math.min(burst, tokens + rate * elapsed)
 watermark = math.min(arrivals, watermark + rate * elapsed)
-updated = math.max(updated, now)
+updated_at_s = math.max(updated_at_s, now_s)
 if number > arrivals then
   number = 0
 end
-local admitted = 0
+local verdict = $in_line
 if number == 0 then
   local line_empty = watermark >= arrivals
   arrivals = arrivals + 1
@@ -60,18 +63,37 @@ if number == 0 then
   if line_empty and tokens >= 1 then
     tokens = tokens - 1
     watermark = arrivals
-    admitted = 1
+    verdict = $admitted
   end
 elseif number <= watermark and tokens >= 1 then
   tokens = tokens - 1
-  admitted = 1
-  redis.call('SET', KEYS[2], '1', 'EX', ARGV[5])
+  verdict = $admitted
+  redis.call('SET', KEYS[2], '1', 'EX', spent_ttl_s)
 end
-redis.call('HSET', KEYS[1], 'arrivals', arrivals, 'watermark', tostring(watermark),
-  'tokens', tostring(tokens), 'updated_at_s', tostring(updated))
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-return {admitted, number, tostring(watermark), tostring(tokens)}
+redis.call('HSET', KEYS[1], $state_values)
+redis.call('EXPIRE', KEYS[1], queue_ttl_s)
+return {verdict, number, text(watermark), text(tokens)}
 """
+
+
+def _join_script() -> str:
+    # tostring() keeps 14 digits; 17 give back the very double Python computes
+    head = ["local function text(x) return string.format('%.17g', x) end"]
+    head += [f"local {name} = tonumber(ARGV[{i}])" for i, name in enumerate(JOIN_ARGV, 1)]
+    rule = Template(_JOIN_RULE).substitute(
+        admitted=ADMITTED,
+        in_line=IN_LINE,
+        spent=SPENT,
+        state_load="\n".join(
+            [f"local s = redis.call('HMGET', KEYS[1], {', '.join(map(repr, STATE_FIELDS))})"]
+            + [f"local {name} = tonumber(s[{i}])" for i, name in enumerate(STATE_FIELDS, 1)]
+        ),
+        state_values=", ".join(f"'{name}', text({name})" for name in STATE_FIELDS),
+    )
+    return "\n".join(head) + rule
+
+
+JOIN_SCRIPT = _join_script()
 
 DEFENSE_FIELDS = ("pow", "admission_rate", "admission_burst")
 
@@ -124,33 +146,27 @@ class RedisAdmissionStore:
         spent_ttl_s: float,
     ) -> QueueVerdict:
         keys = [_queue_key(space_id), _spent_key(space_id, number or 0)]
-        args: list[Any] = [
-            repr(now_s),
-            repr(float(rate)),
-            burst,
-            number or 0,
-            max(1, int(spent_ttl_s)),
-            QUEUE_TTL_S,
-        ]
+        argv: dict[str, Any] = {
+            "now_s": repr(now_s),
+            "rate": repr(float(rate)),
+            "burst": burst,
+            "number": number or 0,
+            "spent_ttl_s": max(1, int(spent_ttl_s)),
+            "queue_ttl_s": QUEUE_TTL_S,
+        }
+        args = [argv[name] for name in JOIN_ARGV]
         reply = _call("admission", lambda: self._join(keys=keys, args=args))
         verdict, given, watermark, tokens = int(reply[0]), int(reply[1]), reply[2], reply[3]
-        if verdict == -1:
-            return QueueVerdict(False, given, 0, 0.0, is_spent=True)
-        if verdict == 1:
+        if verdict == SPENT:
+            return spent_verdict(given)
+        if verdict == ADMITTED:
             return QueueVerdict(True, given, 0, 0.0)
         return waiting_verdict(given, float(watermark), float(tokens), rate)
 
     def snapshot(self, space_id: str, *, now_s: float, rate: float, burst: int) -> QueueSnapshot:
-        raw = _hash(_call("queue", lambda: self._client.hgetall(_queue_key(space_id))))
-        state = None
-        if raw:
-            state = QueueState(
-                arrivals=int(raw.get("arrivals", 0)),
-                watermark=float(raw.get("watermark", 0.0)),
-                tokens=float(raw.get("tokens", burst)),
-                updated_at_s=float(raw.get("updated_at_s", now_s)),
-            )
-        return snapshot_of(state, now_s, rate, burst)
+        key = _queue_key(space_id)
+        values = _call("queue", lambda: self._client.hmget(key, list(STATE_FIELDS)))
+        return snapshot_of(state_from(values), now_s, rate, burst)
 
     def close(self) -> None:
         self._client.close()

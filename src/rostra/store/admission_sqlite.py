@@ -21,9 +21,11 @@ from rostra.store.admission_bucket import (
     QueueSnapshot,
     QueueState,
     QueueVerdict,
-    decide,
+    decide_join,
     new_state,
     snapshot_of,
+    spent_verdict,
+    state_from,
 )
 from rostra.store.admission_defense import DefenseOverrides
 from rostra.store.presence_sqlite import DEFAULT_BUSY_TIMEOUT_S, open_database
@@ -108,7 +110,7 @@ def _state(db: sqlite3.Connection, space_id: str) -> QueueState | None:
         "SELECT arrivals, watermark, tokens, updated_at_s FROM admission_queues WHERE space_id = ?",
         (space_id,),
     ).fetchone()
-    return QueueState(int(row[0]), float(row[1]), float(row[2]), float(row[3])) if row else None
+    return state_from(row) if row else None
 
 
 class SqliteAdmissionStore:
@@ -137,19 +139,19 @@ class SqliteAdmissionStore:
                     (space_id, number),
                 ).fetchone()
             ):
-                return QueueVerdict(False, number, 0, 0.0, is_spent=True)
+                return spent_verdict(number)
             state = _state(db, space_id) or new_state(now_s, burst)
-            verdict = decide(state, number, now_s, rate, burst)
+            verdict, spent = decide_join(state, number, now_s, rate, burst)
             db.execute(
                 "INSERT OR REPLACE INTO admission_queues "
                 "(space_id, arrivals, watermark, tokens, updated_at_s) VALUES (?, ?, ?, ?, ?)",
                 (space_id, state.arrivals, state.watermark, state.tokens, state.updated_at_s),
             )
-            if verdict.is_admitted and number is not None:
+            if spent is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO admission_spent (space_id, number, spent_at_s) "
                     "VALUES (?, ?, ?)",
-                    (space_id, verdict.number, now_s),
+                    (space_id, spent, now_s),
                 )
             return verdict
 
