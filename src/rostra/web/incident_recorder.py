@@ -140,7 +140,10 @@ class IncidentRecorder:
     async def flush(self) -> None:
         spaces = self._batch.spaces
         rows = self._batch.drain()
-        rows.gauges.extend(self._defense_gauges(spaces))
+        if spaces - {SERVER_SPACE}:
+            # a space not in the defence cache is a storage read: off the loop (up to
+            # MAX_SPACES_PER_BATCH of them a second, each named by a request)
+            rows.gauges.extend(await asyncio.to_thread(self._defense_gauges, spaces))
         if rows:
             await asyncio.to_thread(write_rows, self._stores, rows)
 

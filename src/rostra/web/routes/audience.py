@@ -58,7 +58,10 @@ class JoinBody(BaseModel):
     proof-of-work)."""
 
     model_config = ConfigDict(extra="forbid")
-    altcha: str | None = Field(default=None, max_length=MAX_PAYLOAD_CHARS)
+    # base64 (the payload's alphabet): junk is refused even when the space asks no work
+    altcha: str | None = Field(
+        default=None, max_length=MAX_PAYLOAD_CHARS, pattern=r"^[A-Za-z0-9+/]*={0,2}$"
+    )
     arrival: str | None = Field(default=None, max_length=1024)
     ticket: str | None = Field(default=None, max_length=MAX_TOKEN_CHARS)
 

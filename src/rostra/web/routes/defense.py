@@ -27,12 +27,13 @@ router = APIRouter(prefix="/api/v1/spaces", tags=["defense"])
 
 
 class DefenseUpdate(BaseModel):
-    """Any of the fields; those left out keep their value."""
+    """Any of the fields; those left out keep their value. Numbers are JSON numbers: `"5"` or
+    `true` is refused, not read as 5 or 1 (strict)."""
 
     model_config = ConfigDict(extra="forbid")
     pow: PowMode | None = None
-    admission_rate: float | None = Field(default=None, gt=0, le=MAX_ADMISSION_RATE)
-    admission_burst: int | None = Field(default=None, ge=1, le=MAX_ADMISSION_BURST)
+    admission_rate: float | None = Field(default=None, gt=0, le=MAX_ADMISSION_RATE, strict=True)
+    admission_burst: int | None = Field(default=None, ge=1, le=MAX_ADMISSION_BURST, strict=True)
 
 
 def _defenses(request: Request, space_id: str) -> tuple[Services, DefenseService]:

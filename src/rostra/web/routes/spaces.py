@@ -43,7 +43,7 @@ class InviteCreate(BaseModel):
 class HostLinkCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     # end every host link given so far: the new one is the only one that works
-    rotate: bool = False
+    rotate: bool = Field(default=False, strict=True)  # `"yes"` or 1 is refused, not read as true
 
 
 def _json_body(model: type[BaseModel], *, is_required: bool = True) -> dict[str, Any]:
