@@ -82,6 +82,14 @@ def test_join_needs_a_proof_that_counts_once_and_only_for_its_space(pow_server: 
     assert bad.status_code == 401
     assert slug(bad) == "challenge-failed"
 
+    # a made-up space is refused before any work is asked (its defence is never read)
+    ghost = post_join(pow_server, "zzzzzzzzzzzz")
+    assert ghost.status_code == 404
+    assert slug(ghost) == "space-not-found"
+    ended = pow_server.create_space("Over")
+    pow_server.api("POST", f"/api/v1/spaces/{ended['id']}/end").raise_for_status()
+    assert slug(post_join(pow_server, ended["id"])) == "space-ended"
+
 
 def test_space_defence_turns_proof_of_work_off_and_on_for_that_space_alone(
     pow_server: Server,

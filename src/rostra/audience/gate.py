@@ -188,7 +188,9 @@ class Gate:
             return UNGUARDED
         return self.defenses.get(space_id)
 
-    def _check_admits(self, space_id: str) -> None:
+    def check_admits(self, space_id: str) -> None:
+        """404 unknown space, 409 ended; the status store is read at most once a second per
+        space and worker (run it off the loop: an unknown id is a store read)."""
         status = self.status(space_id)
         if status is None:
             raise SpaceNotFound(f"no space has id '{space_id[:40]}'")
@@ -198,7 +200,7 @@ class Gate:
     def join(self, space_id: str, *, arrival: Arrival | None = None) -> Admission:
         """A ticket when the space's bucket allows; else WaitingRoom, a place in line (kept by
         `arrival`, the verified token of an earlier answer)."""
-        self._check_admits(space_id)
+        self.check_admits(space_id)
         if self.admission is not None:
             try:
                 self.admission.admit(space_id, self.defense(space_id), arrival)
@@ -216,7 +218,7 @@ class Gate:
         not admitted twice, and counted once. Each ticket is exchanged once; signature, space
         and expiry are checked first, so a bad ticket touches no storage."""
         old = self.signed(token, space_id)
-        self._check_admits(space_id)
+        self.check_admits(space_id)
         now_s = self._now_s()
         key = f"{RETURNED_KEY_PREFIX}{old.listener_id}:{old.issued_at_s}"
         if not self.returned.spend(key, float(old.expires_at_s), now_s):

@@ -105,6 +105,9 @@ async def join(space_id: str, request: Request) -> JSONResponse:
     if body_in.arrival is not None and gate.admission is not None:
         arrival = gate.admission.verify_arrival(body_in.arrival, space_id)
     else:
+        # an unknown or ended space is refused before its defence is read (an outsider's flood
+        # of made-up ids never reaches the defence store, and gets 404, not a challenge)
+        await asyncio.to_thread(gate.check_admits, space_id)
         await _proof_of_work(gate, space_id, body_in.altcha)
     # the space's line may be a file shared by workers: its lock is waited for off the loop
     admission = await asyncio.to_thread(gate.join, space_id, arrival=arrival)
