@@ -45,7 +45,7 @@ from harness import (
 # isort: split
 # the tests' helpers, importable once harness has put the repository on sys.path
 from tests.conftest import free_port
-from tests.e2e.test_edge import LOG_LINE_RE, Edge, start_edge, stop_edge
+from tests.e2e.conftest import LOG_LINE_RE, Edge, start_edge, stop_edge
 
 NAME = "edge"
 TARGET_DURATION_S = 1.0

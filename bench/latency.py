@@ -53,7 +53,7 @@ from rostra.media.opus import OpusDecoder, OpusError
 # isort: split
 # the tests' helpers, importable once harness has put the repository on sys.path
 from tests.conftest import free_port
-from tests.e2e.test_edge import start_edge, stop_edge
+from tests.e2e.conftest import start_edge, stop_edge
 
 NAME = "latency"
 LEAD_S = 2.0

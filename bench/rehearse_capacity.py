@@ -39,7 +39,7 @@ from harness import ROOT, create_space, process_sample, running_server, write_re
 # isort: split
 # the tests' helpers, importable once harness has put the repository on sys.path
 from tests.conftest import free_port
-from tests.e2e.test_edge import start_edge, stop_edge
+from tests.e2e.conftest import start_edge, stop_edge
 
 from rostra.rehearse.observations import Observations
 

@@ -47,7 +47,7 @@ from harness import ADMIN_TOKEN, CpuMeter, percentiles, running_server, write_re
 # isort: split
 # the tests' helpers, importable once harness has put the repository on sys.path
 from tests.conftest import Server, free_port
-from tests.e2e.test_edge import Edge, start_edge, stop_edge
+from tests.e2e.conftest import Edge, start_edge, stop_edge
 
 NAME = "surge"
 HTTP_TIMEOUT_S = 20.0

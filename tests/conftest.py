@@ -9,10 +9,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import pytest
@@ -131,6 +131,50 @@ def redis_server(tmp_path: Path) -> Iterator[Any]:
 
     with running_redis(tmp_path / "redis") as server:
         yield server
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+StoreT = TypeVar("StoreT", bound=_Closable)
+
+
+@dataclass
+class StoreBackend:
+    """The backend one run of a store suite is on: in memory, a SQLite file, or a real Redis."""
+
+    name: str
+    sqlite_path: Path
+    redis_url: str
+    opened: list[_Closable] = field(default_factory=list)
+
+    def open(
+        self,
+        memory: Callable[[], StoreT],
+        sqlite: Callable[[Path], StoreT],
+        redis: Callable[[str], StoreT],
+    ) -> StoreT:
+        """A store on this backend, closed after the test; each call is another worker's handle
+        on the same SQLite file or Redis server."""
+        if self.name == "memory":
+            store = memory()
+        elif self.name == "sqlite":
+            store = sqlite(self.sqlite_path)
+        else:
+            store = redis(self.redis_url)
+        self.opened.append(store)
+        return store
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreBackend]:
+    """Runs a store test once on each backend (a redis-server is started only for Redis)."""
+    redis_url = request.getfixturevalue("redis_server").url if request.param == "redis" else ""
+    backend = StoreBackend(request.param, tmp_path / "audience.sqlite3", redis_url)
+    yield backend
+    for store in backend.opened:
+        store.close()
 
 
 @pytest.fixture(scope="session")

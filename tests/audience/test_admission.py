@@ -4,8 +4,7 @@ real Redis), the signed arrival token that keeps a place, and a number admitting
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -24,6 +23,7 @@ from rostra.store.admission_bucket import AdmissionStore, MemoryAdmissionStore, 
 from rostra.store.admission_defense import DefenseOverrides, DefenseStore, MemoryDefenseStore
 from rostra.store.admission_redis import RedisAdmissionStore, RedisDefenseStore
 from rostra.store.admission_sqlite import SqliteAdmissionStore, SqliteDefenseStore
+from tests.conftest import StoreBackend
 from tests.redis_server import RedisServer
 
 SECRET = "s" * 43
@@ -35,27 +35,15 @@ BURST = 2
 Opener = Callable[[], AdmissionStore]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+@pytest.fixture
+def open_store(store_backend: StoreBackend) -> Opener:
     """Opens a handle on one shared backend: each call is another worker's view of it."""
-    opened: list[AdmissionStore] = []
     memory = MemoryAdmissionStore()
 
     def opener() -> AdmissionStore:
-        store: AdmissionStore
-        if request.param == "memory":
-            store = memory
-        elif request.param == "sqlite":
-            store = SqliteAdmissionStore(tmp_path / "audience.sqlite3")
-        else:
-            server: RedisServer = request.getfixturevalue("redis_server")
-            store = RedisAdmissionStore(server.url)
-        opened.append(store)
-        return store
+        return store_backend.open(lambda: memory, SqliteAdmissionStore, RedisAdmissionStore)
 
-    yield opener
-    for store in opened:
-        store.close()
+    return opener
 
 
 def _join(store: AdmissionStore, number: int | None, now_s: float) -> QueueVerdict:
@@ -193,18 +181,9 @@ def test_forged_expired_or_foreign_arrival_tokens_are_refused() -> None:
         control.verify_arrival(token, SPACE)
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def defense_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DefenseStore]:
-    store: DefenseStore
-    if request.param == "memory":
-        store = MemoryDefenseStore()
-    elif request.param == "sqlite":
-        store = SqliteDefenseStore(tmp_path / "audience.sqlite3")
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        store = RedisDefenseStore(server.url)
-    yield store
-    store.close()
+@pytest.fixture
+def defense_store(store_backend: StoreBackend) -> DefenseStore:
+    return store_backend.open(MemoryDefenseStore, SqliteDefenseStore, RedisDefenseStore)
 
 
 def test_defense_overrides_defaults_field_by_field(defense_store: DefenseStore) -> None:

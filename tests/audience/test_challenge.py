@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from rostra.errors import ChallengeFailed, ChallengeRequired, ChallengeSpent
 from rostra.store.challenge_redis import RedisSpentSolutions
 from rostra.store.challenge_spent import MemorySpentSolutions, SpentSolutions
 from rostra.store.challenge_sqlite import SqliteSpentSolutions
-from tests.redis_server import RedisServer
+from tests.conftest import StoreBackend
 
 SECRET = "test-signing-secret"
 SPACE = "spc0000000000001"
@@ -50,18 +49,9 @@ def clock() -> ManualClock:
     return ManualClock(datetime.now(UTC))
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def spent(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SpentSolutions]:
-    store: SpentSolutions
-    if request.param == "memory":
-        store = MemorySpentSolutions()
-    elif request.param == "sqlite":
-        store = SqliteSpentSolutions(tmp_path / "audience.sqlite3")
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        store = RedisSpentSolutions(server.url)
-    yield store
-    store.close()
+@pytest.fixture
+def spent(store_backend: StoreBackend) -> SpentSolutions:
+    return store_backend.open(MemorySpentSolutions, SqliteSpentSolutions, RedisSpentSolutions)
 
 
 def test_solution_counts_once_for_its_space_until_it_expires(

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -25,72 +23,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Server, free_port, start_server, stop_server
+from tests.conftest import ROOT, Server
+from tests.e2e.conftest import Edge, EdgeDeployment
 
-NGINX = Path("/usr/sbin/nginx")
 CHROMIUM = Path("/usr/bin/chromium")
-STARTUP_TIMEOUT_S = 20.0
 BURST_LISTENERS = 50
 BURST_S = 1.0
 # nginx writes its buffered access log at least once a second
 LOG_FLUSH_S = 1.5
 SPEAKER_ARGS = ("--tone", "440", "--seconds", "240", "--name", "Tone")
-LOG_LINE_RE = re.compile(
-    r'^(?P<at>\d+\.\d+) (?P<status>\d+) (?P<method>\S+) "(?P<uri>[^"]*)" '
-    r"cache=(?P<cache>\S*) upstream=(?P<upstream>\S+)"
-)
-
-
-@dataclass
-class Edge:
-    url: str
-    process: subprocess.Popen[bytes]
-    access_log: Path
-    stderr_path: Path
-
-    def origin_requests(self, since: float, until: float) -> list[str]:
-        """URIs the edge asked the origin for between two wall-clock times (its access log:
-        `$upstream_addr` is set exactly when a request, or a background update, went there)."""
-        asked: list[str] = []
-        for line in self.access_log.read_text().splitlines():
-            match = LOG_LINE_RE.match(line)
-            if match and match["upstream"] != "-" and since <= float(match["at"]) <= until:
-                asked.append(match["uri"])
-        return asked
-
-
-def start_edge(origin: str, whip_origin: str, port: int, folder: Path) -> Edge:
-    folder.mkdir(parents=True, exist_ok=True)
-    access_log = folder / "access.log"
-    stderr_path = folder / "edge.log"
-    command = [sys.executable, "-m", "rostra", "edge", "--origin", origin, "--port", str(port)]
-    command += ["--whip-origin", whip_origin]
-    command += ["--cache-dir", str(folder / "cache"), "--access-log", str(access_log)]
-    with stderr_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the edge exited: {stderr_path.read_text()}")
-        try:
-            httpx.get(url + "/healthz", timeout=1)
-            return Edge(url=url, process=process, access_log=access_log, stderr_path=stderr_path)
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"the edge did not start: {stderr_path.read_text()}")
-
-
-def stop_edge(edge: Edge) -> None:
-    """`rostra edge` became nginx: its PID is nginx's master, which stops on SIGTERM."""
-    if edge.process.poll() is None:
-        edge.process.send_signal(signal.SIGTERM)
-        try:
-            edge.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            edge.process.kill()
-            edge.process.wait()
 
 
 @dataclass
@@ -101,20 +42,8 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    if not NGINX.is_file():
-        pytest.fail("Debian's nginx is needed: `make system-test-deps` installs it")
-    folder = tmp_path_factory.mktemp("edge")
-    edge_port = free_port()
-    server = start_server(
-        folder / "data",
-        extra_env={
-            "ROSTRA_PUBLIC_URL": f"http://127.0.0.1:{edge_port}",
-            "ROSTRA_TRUSTED_PROXIES": "127.0.0.1",
-        },
-    )
-    whip_origin = f"http://127.0.0.1:{server.whip_port}"
-    edge = start_edge(server.url, whip_origin, edge_port, folder / "edge")
+def deployment(edge_deployment: EdgeDeployment) -> Iterator[Deployment]:
+    server, edge = edge_deployment.server, edge_deployment.edge
     space = server.create_space("Through the edge")
     # the invite link is on the edge: the speaker publishes through its /whip/ route
     speaker = subprocess.Popen(
@@ -129,8 +58,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     finally:
         speaker.terminate()
         speaker.wait(timeout=15)
-        stop_edge(edge)
-        stop_server(server)
 
 
 def wait_for_speaker(edge: Edge, space: dict[str, Any], speaker: subprocess.Popen[bytes]) -> None:

@@ -14,14 +14,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, Server, free_port, start_server, stop_server
-from tests.e2e.test_edge import NGINX, Edge, start_edge, stop_edge
+from tests.conftest import ROOT, Server
+from tests.e2e.conftest import Edge, EdgeDeployment
 
 RATE, BURST = 4, 2
 LISTENERS = 24
@@ -47,39 +46,10 @@ class Surge:
     positions: list[tuple[int, int]] = field(default_factory=list)  # (arrival order, position)
 
 
-@dataclass
-class Deployment:
-    server: Server
-    edge: Edge
-    edge_port: int
-
-
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    if not NGINX.is_file():
-        pytest.fail("Debian's nginx is needed: `make system-test-deps` installs it")
-    folder = tmp_path_factory.mktemp("surge")
-    edge_port = free_port()
-    server = start_server(
-        folder / "data",
-        extra_env={
-            "ROSTRA_PUBLIC_URL": f"http://127.0.0.1:{edge_port}",
-            "ROSTRA_TRUSTED_PROXIES": "127.0.0.1",
-            "ROSTRA_LIMITS_EXEMPT": "::1/128",  # the simulated sources are all on loopback
-        },
-    )
-    try:
-        edge = start_edge(
-            server.url, f"http://127.0.0.1:{server.whip_port}", edge_port, folder / "edge"
-        )
-    except BaseException:
-        stop_server(server)
-        raise
-    try:
-        yield Deployment(server=server, edge=edge, edge_port=edge_port)
-    finally:
-        stop_edge(edge)
-        stop_server(server)
+def edge_server_env() -> dict[str, str]:
+    """The simulated sources are all on loopback: exempt no IPv4 address from the limits."""
+    return {"ROSTRA_LIMITS_EXEMPT": "::1/128"}
 
 
 def client_for(address: str) -> httpx.AsyncClient:
@@ -157,14 +127,14 @@ async def first_segment(edge: str, space_id: str) -> float:
     raise AssertionError(f"no segment at the edge {FIRST_SEGMENT_S} s after the start")
 
 
-async def surge_then_start(server: Server, edge: Edge, port: int, space_id: str) -> Surge:
+async def surge_then_start(server: Server, edge: Edge, space_id: str) -> Surge:
     surge = Surge()
     join_url = f"{edge.url}/api/v1/spaces/{space_id}/join"
     give_up = time.monotonic() + ADMIT_ALL_S
     tasks = [
         asyncio.create_task(listener(index, join_url, surge, give_up)) for index in range(LISTENERS)
     ]
-    tasks.append(asyncio.create_task(junk(edge.url, port, space_id, surge)))
+    tasks.append(asyncio.create_task(junk(edge.url, edge.port, space_id, surge)))
     await asyncio.sleep(1.0)
     started = await asyncio.to_thread(server.api, "POST", f"/api/v1/spaces/{space_id}/start")
     assert started.status_code == 200, started.text
@@ -198,9 +168,9 @@ def logged_totals(server: Server, space_id: str, expected: dict[str, int]) -> di
 
 
 def test_surge_under_attack_goes_live_admits_everyone_in_turn_and_is_logged_exactly(
-    deployment: Deployment,
+    edge_deployment: EdgeDeployment,
 ) -> None:
-    server, edge = deployment.server, deployment.edge
+    server, edge = edge_deployment.server, edge_deployment.edge
     space = server.create_space("Surge", live=False)
     defense = server.api(
         "PUT",
@@ -216,7 +186,7 @@ def test_surge_under_attack_goes_live_admits_everyone_in_turn_and_is_logged_exac
     )
     try:
         wait_for_green_room(server, space["id"])
-        surge = asyncio.run(surge_then_start(server, edge, deployment.edge_port, space["id"]))
+        surge = asyncio.run(surge_then_start(server, edge, space["id"]))
     finally:
         voice.terminate()
         voice.wait(timeout=15)

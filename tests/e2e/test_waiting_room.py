@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.conftest import ADMIN_TOKEN, ROOT, Server, free_port, start_server, stop_server
-from tests.e2e.test_edge import NGINX, start_edge, stop_edge
+from tests.e2e.conftest import NGINX, start_edge, stop_edge
 from tests.web import conftest as web
 from tests.web.conftest import ConsoleWatch
 

@@ -14,16 +14,14 @@ from typing import Any
 
 import pytest
 
-from rostra.rehearse.plan import (
+from rostra.rehearse.plan import PlanInputs, make_plan, render_text
+from rostra.rehearse.plan_sources import (
     Figure,
     PlanInputError,
-    PlanInputs,
     find_bench_results,
     load_bench_units,
     load_report_units,
-    make_plan,
     parse_unit_overrides,
-    render_text,
 )
 
 ROOT = Path(__file__).resolve().parents[2]

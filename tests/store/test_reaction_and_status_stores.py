@@ -17,24 +17,16 @@ from rostra.store.reactions_redis import RedisReactionStore, RedisSpaceStatus, S
 from rostra.store.reactions_sqlite import SqliteReactionStore
 from rostra.store.reactions_sqlite import StoreUnavailable as SqliteStoreUnavailable
 from rostra.store.status import SpaceStatusStore, SpaceStoreStatus
+from tests.conftest import StoreBackend
 from tests.redis_server import RedisServer
 
 SPACE = "abcdefgh1234"
 T0 = 1_800_000_000.0
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def reactions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ReactionStore]:
-    store: ReactionStore
-    if request.param == "memory":
-        store = MemoryReactionStore()
-    elif request.param == "sqlite":
-        store = SqliteReactionStore(tmp_path / "audience.sqlite3")
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        store = RedisReactionStore(server.url)
-    yield store
-    store.close()
+@pytest.fixture
+def reactions(store_backend: StoreBackend) -> ReactionStore:
+    return store_backend.open(MemoryReactionStore, SqliteReactionStore, RedisReactionStore)
 
 
 @pytest.fixture(params=["space-store", "redis"])
@@ -92,20 +84,17 @@ def test_redis_stores_say_unavailable_when_redis_is_gone(redis_server: RedisServ
     status.close()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def shared_by_two(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[ReactionStore]]:
+@pytest.fixture
+def shared_by_two(store_backend: StoreBackend) -> list[ReactionStore]:
     """Two stores as two gate workers open them: one SQLite file, or one redis-server."""
-    stores: list[ReactionStore]
-    if request.param == "sqlite":
-        stores = [SqliteReactionStore(tmp_path / "audience.sqlite3") for _ in range(2)]
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        stores = [RedisReactionStore(server.url) for _ in range(2)]
-    yield stores
-    for store in stores:
-        store.close()
+    return [
+        store_backend.open(MemoryReactionStore, SqliteReactionStore, RedisReactionStore)
+        for _ in range(2)
+    ]
 
 
+# memory stores are one worker's own: only SQLite and Redis are shared
+@pytest.mark.parametrize("store_backend", ["sqlite", "redis"], indirect=True)
 def test_two_gate_workers_share_reactions_and_hands(shared_by_two: list[ReactionStore]) -> None:
     first, second = shared_by_two
     first.add_reactions(SPACE, {"👏": 3}, T0)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from rostra.audience.incident_report import render_html
+from rostra.audience.incident_report_html import render_html
 from rostra.cli.space import ServerOption, _call, _print
 
 app = typer.Typer(no_args_is_help=True)

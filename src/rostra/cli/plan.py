@@ -1,7 +1,7 @@
 """`rostra plan --listeners N`: the capacity plan for N listeners, from measured unit costs.
 
-CLI. The arithmetic and the reading of bench/results and reports live in rostra.rehearse.plan;
-this module only gathers the flags and prints the table or the JSON.
+CLI. The arithmetic lives in rostra.rehearse.plan, the reading of bench/results and reports in
+rostra.rehearse.plan_sources; this module only gathers the flags and prints the table or the JSON.
 """
 
 from __future__ import annotations
@@ -12,16 +12,14 @@ from typing import Annotated
 
 import typer
 
-from rostra.rehearse.plan import (
+from rostra.rehearse.plan import PlanInputs, make_plan, render_text
+from rostra.rehearse.plan_sources import (
     UNIT_KEYS,
     PlanInputError,
-    PlanInputs,
     find_bench_results,
     load_bench_units,
     load_report_units,
-    make_plan,
     parse_unit_overrides,
-    render_text,
 )
 
 UNIT_HELP = (
