@@ -375,3 +375,48 @@ class TicketAlreadyReturned(Unauthorized):
 
     type_slug = "ticket-already-returned"
     title = "Ticket already returned"
+
+
+class ScenarioInvalid(InvalidFields):
+    """A rehearsal scenario (TOML file or flag) has a missing, unknown or out-of-range key."""
+
+    type_slug = "scenario-invalid"
+    title = "Invalid rehearsal scenario"
+
+
+class PlaylistReloadMalformed(BadRequest):
+    """A blocking playlist reload's `_HLS_msn` / `_HLS_part` is not a decimal integer, or names
+    a part without its segment (RFC 8216bis §6.2.5.2)."""
+
+    type_slug = "playlist-reload-malformed"
+    title = "Malformed blocking playlist reload"
+
+
+class PlaylistReloadTooFar(BadRequest):
+    """A blocking playlist reload asks for a segment more than two past the playlist's last."""
+
+    type_slug = "playlist-reload-too-far"
+    title = "Blocking playlist reload too far ahead"
+
+
+class PlaylistPartNotReady(Unavailable):
+    """The part a blocking playlist reload waits for did not appear within three target
+    durations: the program has stopped making parts."""
+
+    type_slug = "playlist-part-not-ready"
+    title = "Part not ready"
+
+
+class PlaylistWaitersFull(Unavailable):
+    """This listener worker already holds as many blocking playlist reloads as it allows."""
+
+    type_slug = "playlist-waiters-full"
+    title = "Too many blocking playlist reloads"
+
+
+class RehearsalNotStarted(Unavailable):
+    """A rehearsal could not run: its target unreachable at the start, its space not live, no
+    admin token to make one, or its load generator failed."""
+
+    type_slug = "rehearsal-not-started"
+    title = "Rehearsal could not run"

@@ -135,12 +135,39 @@ def test_playlist_and_segment_carry_cache_headers_through_the_edge(
     first = httpx.get(url.rsplit("/", 1)[0] + "/" + segment)
     again = httpx.get(url.rsplit("/", 1)[0] + "/" + segment)
 
-    assert playlist.headers["cache-control"] == "public, max-age=1"
+    assert playlist.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=1"
     assert playlist.headers.get("etag"), playlist.headers
     assert "immutable" in first.headers["cache-control"]
     assert again.headers["x-cache-status"] == "HIT"
     revalidated = httpx.get(url, headers={"If-None-Match": playlist.headers["etag"]})
     assert revalidated.status_code in (200, 304)
+
+
+def media_sequence(playlist: str) -> int:
+    line = next(x for x in playlist.splitlines() if x.startswith("#EXT-X-MEDIA-SEQUENCE:"))
+    return int(line.partition(":")[2])
+
+
+def test_first_listener_after_a_quiet_spell_gets_a_fresh_playlist_not_an_old_copy(
+    deployment: Deployment,
+) -> None:
+    """The edge may serve an expired playlist while it refreshes it only within the origin's
+    `stale-while-revalidate`: after a few quiet seconds the copy it holds is segments old."""
+    url = playlist_url(deployment.space)
+    state_url = deployment.space["state_url"]
+    httpx.get(url, timeout=10).raise_for_status()  # the edge now holds a copy
+    httpx.get(state_url, timeout=10).raise_for_status()
+    time.sleep(4.5)  # four segments go by with nobody asking
+
+    through_edge = httpx.get(url, timeout=10)
+    at_origin = httpx.get(url.replace(deployment.edge.url, deployment.server.url, 1), timeout=10)
+    state = httpx.get(state_url, timeout=10)
+
+    assert through_edge.headers["x-cache-status"] != "STALE", through_edge.headers
+    assert media_sequence(through_edge.text) >= media_sequence(at_origin.text) - 1
+    assert "stale-while-revalidate=1" in through_edge.headers["cache-control"]
+    assert state.headers["x-cache-status"] != "STALE", state.headers
+    assert "stale-while-revalidate=1" in state.headers["cache-control"]
 
 
 def test_joins_through_the_edge_are_never_cached(deployment: Deployment) -> None:

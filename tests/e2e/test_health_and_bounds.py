@@ -112,7 +112,7 @@ def test_listener_side_bounds_slow_headers_players_and_caching(tmp_path: Path) -
         assert join.status_code == 201
         assert join.headers["cache-control"] == "no-store"
         playlist = httpx.get(f"{server.url}/live/{space['id']}/audio.m3u8")
-        assert playlist.headers["cache-control"] == "public, max-age=1"
+        assert playlist.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=1"
         again = httpx.get(
             f"{server.url}/live/{space['id']}/audio.m3u8",
             headers={"If-None-Match": playlist.headers["etag"]},

@@ -92,7 +92,7 @@ def retry_until_admitted(url: str, first: httpx.Response, t0: float) -> tuple[fl
 def line_now(server: Server, space_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     queue = httpx.get(f"{server.url}/live/{space_id}/queue.json")
     assert queue.status_code == 200, queue.text
-    assert queue.headers["cache-control"] == "public, max-age=1"
+    assert queue.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=1"
     state = httpx.get(f"{server.url}/live/{space_id}/state.json")
     return queue.json(), state.json()
 
@@ -177,7 +177,7 @@ def test_queue_json_is_cached_at_the_edge_like_state_json_and_joins_never_are(
     try:
         queue_url = f"{edge.url}/live/{space_id}/queue.json"
         first, again = httpx.get(queue_url), httpx.get(queue_url)
-        assert first.headers["cache-control"] == "public, max-age=1"
+        assert first.headers["cache-control"] == "public, max-age=1, stale-while-revalidate=1"
         assert again.headers["x-cache-status"] == "HIT"
         assert again.json() == first.json()
         join_url = f"{edge.url}/api/v1/spaces/{space_id}/join"

@@ -107,8 +107,31 @@ def media_segment(
 
     `base_media_decode_time` and `sample_duration` count samples of the track timescale.
     """
+    styp = _box(b"styp", _SEGMENT_BRANDS[0], _u32(0), *_SEGMENT_BRANDS)
+    return styp + media_fragment(
+        sequence_number=sequence_number,
+        base_media_decode_time=base_media_decode_time,
+        samples=samples,
+        sample_duration=sample_duration,
+        track_id=track_id,
+    )
+
+
+def media_fragment(
+    *,
+    sequence_number: int,
+    base_media_decode_time: int,
+    samples: Sequence[bytes],
+    sample_duration: int,
+    track_id: int = 1,
+) -> bytes:
+    """moof + mdat carrying `samples`: one CMAF chunk, as an LL-HLS part is (RFC 8216bis
+    §4.4.4.9), decodable after the init segment on its own.
+
+    `sequence_number` (mfhd) rises from one fragment to the next of the track.
+    """
     if not samples:
-        raise ValueError("a media segment needs at least one sample")
+        raise ValueError("a media fragment needs at least one sample")
     _check_u32("sequence_number", sequence_number, minimum=0)
     _check_u32("sample_duration", sample_duration, minimum=1)
     _check_u32("track_id", track_id, minimum=1)
@@ -128,8 +151,7 @@ def media_segment(
     # The data offset counts from the first byte of moof (default-base-is-moof) to the
     # first sample, just past the mdat header; the moof length does not depend on it.
     data_offset = len(moof(0)) + _BOX_HEADER_BYTES
-    styp = _box(b"styp", _SEGMENT_BRANDS[0], _u32(0), *_SEGMENT_BRANDS)
-    return styp + moof(data_offset) + _box(b"mdat", *samples)
+    return moof(data_offset) + _box(b"mdat", *samples)
 
 
 def _mvhd(*, next_track_id: int) -> bytes:

@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 
 SEGMENT_NAME_RE = re.compile(r"^seg_(\d{6})\.m4s$")
+# an LL-HLS part of a segment: part_NNNNNN.K.m4s, apart from the recording's seg_NNNNNN.m4s
+PART_NAME_RE = re.compile(r"^part_(\d{6})\.(\d)\.m4s$")
 INIT_NAME = "init.mp4"
 LIVE_PLAYLIST_NAME = "audio.m3u8"
 REPLAY_PLAYLIST_NAME = "replay.m3u8"
@@ -20,6 +22,29 @@ DOWNLOAD_NAME = "audio.m4a"
 
 def segment_name(sequence_number: int) -> str:
     return f"seg_{sequence_number:06d}.m4s"
+
+
+def part_name(sequence_number: int, index: int) -> str:
+    """Part `index` of segment `sequence_number`: named after both, so it never changes."""
+    return f"part_{sequence_number:06d}.{index}.m4s"
+
+
+def delete_parts(directory: Path, sequence_number: int, *, count: int) -> None:
+    """Remove the `count` part files of one segment: once it has left the live window no
+    playlist names them, and the segment itself stays recorded."""
+    for index in range(count):
+        (directory / part_name(sequence_number, index)).unlink(missing_ok=True)
+
+
+def delete_parts_before(directory: Path, sequence_number: int) -> None:
+    """Remove the part files of every segment numbered below `sequence_number` (those a
+    previous run left behind)."""
+    if not directory.is_dir():
+        return
+    for entry in directory.iterdir():
+        match = PART_NAME_RE.fullmatch(entry.name)
+        if match and int(match.group(1)) < sequence_number:
+            entry.unlink(missing_ok=True)
 
 
 def write_durable(path: Path, data: bytes, *, is_durable: bool = True) -> None:

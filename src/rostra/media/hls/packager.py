@@ -20,20 +20,35 @@ from rostra.media.codecs import (
     AAC_FRAME_SAMPLES,
     BANDWIDTH_BPS,
     CHANNELS,
+    FRAMES_PER_PART,
     FRAMES_PER_SEGMENT,
+    PART_HOLD_BACK_S,
+    PART_SAMPLES,
+    PART_TARGET_S,
+    PARTS_PER_SEGMENT,
     SEGMENT_DURATION_S,
     SEGMENT_SAMPLES,
     TARGET_DURATION_S,
     EncodedPacket,
 )
-from rostra.media.fmp4 import audio_specific_config, init_segment, media_segment
+from rostra.media.fmp4 import audio_specific_config, init_segment, media_fragment, media_segment
 from rostra.media.health import FaultSink, describe
+from rostra.media.hls.ll_playlist import (
+    PART_LIST_TARGET_DURATIONS,
+    PartRef,
+    SegmentInProgress,
+    ended_media_playlist,
+    ll_media_playlist,
+)
 from rostra.media.hls.playlist import SegmentRef, media_playlist, read_media_playlist
 from rostra.media.hls.replay import master_text, replay_text, segment_duration_s
 from rostra.media.record import (
     INIT_NAME,
     LIVE_PLAYLIST_NAME,
     REPLAY_PLAYLIST_NAME,
+    delete_parts,
+    delete_parts_before,
+    part_name,
     recorded_segments,
     segment_name,
     write_durable,
@@ -64,6 +79,8 @@ def _log_fault(part: str, error: BaseException) -> None:
 
 class HlsPackager:
     """Cuts segments and keeps the live window: `window_segments` listed, never more in memory.
+    Each segment is also cut into LL-HLS parts of whole frames, each written as its own immutable
+    fragment as it completes; the live playlist is rewritten after each part.
 
     On construction it resumes from `directory`: the next segment follows the last on disk, and
     the previous live playlist's window (unless it ended) stays listed before a discontinuity.
@@ -91,7 +108,17 @@ class HlsPackager:
         self._window: deque[SegmentRef] = deque()
         self._discontinuity_sequence = 0
         self._resume()
+        self._delete_old_parts()
         self._is_next_discontinuity = bool(self._window)
+        # parts of the listed segments made by this run, and of the segment in flight
+        self._parts: dict[int, tuple[PartRef, ...]] = {}
+        self._current_parts: list[PartRef] = []
+        # no parts for the segment in flight: one of its names may already hold other bytes
+        # (the previous run crashed mid-segment), and a part's name never changes its content
+        self._is_part_failed = any(
+            (directory / part_name(self._next_sequence, index)).exists()
+            for index in range(PARTS_PER_SEGMENT)
+        )
         self._anchor: datetime | None = None
         self._samples_since_anchor = 0
         self._pending: list[bytes] = []
@@ -120,6 +147,10 @@ class HlsPackager:
         self._samples_since_anchor += AAC_FRAME_SAMPLES
         if len(self._pending) >= FRAMES_PER_SEGMENT:
             self._cut()
+        elif len(self._pending) % FRAMES_PER_PART == 0:
+            self._cut_part()
+            if self._window:
+                self._write_live(is_ended=False)
 
     def finish(self, *, is_ending: bool) -> None:
         """Write the segment in flight and the live playlist: with `EXT-X-ENDLIST` and the replay
@@ -151,8 +182,39 @@ class HlsPackager:
             self._anchor = self._start_time()
         return self._anchor + timedelta(seconds=self._pending_first_sample / SAMPLE_RATE_HZ)
 
+    def _cut_part(self) -> None:
+        """Write the frames since the last part as the next part of the segment in flight."""
+        index = len(self._current_parts)
+        first = index * FRAMES_PER_PART
+        samples = self._pending[first:]
+        if self._is_part_failed or not samples:
+            return
+        sequence = self._next_sequence
+        data = media_fragment(
+            sequence_number=sequence * PARTS_PER_SEGMENT + index + 1,
+            base_media_decode_time=sequence * SEGMENT_SAMPLES + index * PART_SAMPLES,
+            samples=samples,
+            sample_duration=AAC_FRAME_SAMPLES,
+        )
+        name = part_name(sequence, index)
+        try:
+            self._write_init()
+            write_durable(self._directory / name, data, is_durable=False)
+        except OSError as error:
+            # a playlist lists parts without holes: this segment goes on without parts, and so
+            # do the earlier ones (RFC 8216bis: parts near the live edge, or none before them)
+            self._is_part_failed = True
+            self._current_parts = []
+            self._parts.clear()
+            self._on_fault(PACKAGER, error)
+            return
+        duration_s = len(samples) * AAC_FRAME_SAMPLES / SAMPLE_RATE_HZ
+        self._current_parts.append(PartRef(name, duration_s))
+
     def _cut(self) -> None:
         date_time = self._pending_date_time()
+        self._cut_part()
+        parts, self._current_parts = tuple(self._current_parts), []
         samples, self._pending = self._pending, []
         sequence = self._next_sequence
         data = media_segment(
@@ -168,8 +230,13 @@ class HlsPackager:
             # the name was never listed, so the next segment takes it; its date-time jumps
             self.segments_lost += 1
             self._is_next_discontinuity = True
+            # its parts were listed, and the next segment takes its name: that one goes without
+            # parts, and the parts before it leave the playlist (no hole before the live edge)
+            self._is_part_failed = True
+            self._parts.clear()
             self._on_fault(RECORDER, error)
             return
+        self._is_part_failed = False
         duration_s = len(samples) * AAC_FRAME_SAMPLES / SAMPLE_RATE_HZ
         self._list(
             SegmentRef(
@@ -180,6 +247,8 @@ class HlsPackager:
                 is_discontinuity=self._is_next_discontinuity,
             )
         )
+        if parts:
+            self._parts[sequence] = parts
         self._is_next_discontinuity = False
         self._next_sequence += 1
         self.segments_written += 1
@@ -204,18 +273,80 @@ class HlsPackager:
         self._window.append(segment)
         while len(self._window) > self._window_segments:
             # RFC 8216 §6.2.2: a discontinuity tag that leaves the playlist is counted
-            if self._window.popleft().is_discontinuity:
+            gone = self._window.popleft()
+            if gone.is_discontinuity:
                 self._discontinuity_sequence += 1
+            self._parts.pop(gone.sequence_number, None)
+            try:
+                delete_parts(self._directory, gone.sequence_number, count=PARTS_PER_SEGMENT)
+            except OSError as error:
+                self._on_fault(PACKAGER, error)
 
     # --- playlists ---------------------------------------------------------------------------
     def _render(self, *, is_ended: bool) -> str:
-        return media_playlist(
-            segments=list(self._window),
-            target_duration_s=TARGET_DURATION_S,
-            init_uri=INIT_NAME,
-            is_ended=is_ended,
-            discontinuity_sequence=self._discontinuity_sequence,
+        if is_ended:
+            return ended_media_playlist(
+                segments=list(self._window),
+                target_duration_s=TARGET_DURATION_S,
+                init_uri=INIT_NAME,
+                discontinuity_sequence=self._discontinuity_sequence,
+            )
+        sequence = self._next_sequence
+        parts = tuple(self._current_parts)
+        in_progress = SegmentInProgress(
+            sequence,
+            parts,
+            program_date_time=self._pending_date_time() if parts else None,
+            is_discontinuity=self._is_next_discontinuity,
         )
+        try:
+            return ll_media_playlist(
+                segments=list(self._window),
+                parts=self._listed_parts(),
+                in_progress=in_progress,
+                next_part_uri=(
+                    part_name(sequence + 1, 0)
+                    if self._is_part_failed
+                    else part_name(sequence, len(parts))
+                ),
+                target_duration_s=TARGET_DURATION_S,
+                part_target_s=PART_TARGET_S,
+                part_hold_back_s=PART_HOLD_BACK_S,
+                init_uri=INIT_NAME,
+                discontinuity_sequence=self._discontinuity_sequence,
+            )
+        except ValueError as error:
+            # parts that break a rule must not stop the playlist: it goes on without them
+            self._on_fault(PACKAGER, error)
+            return media_playlist(
+                segments=list(self._window),
+                target_duration_s=TARGET_DURATION_S,
+                init_uri=INIT_NAME,
+                is_ended=False,
+                discontinuity_sequence=self._discontinuity_sequence,
+            )
+
+    def _listed_parts(self) -> dict[int, tuple[PartRef, ...]]:
+        """The parts of the segments of the last three target durations (RFC 8216bis §6.2.2)."""
+        listed: dict[int, tuple[PartRef, ...]] = {}
+        covered_s = 0.0
+        for segment in reversed(self._window):
+            if covered_s >= PART_LIST_TARGET_DURATIONS * TARGET_DURATION_S:
+                break
+            parts = self._parts.get(segment.sequence_number)
+            if parts is None:
+                break
+            listed[segment.sequence_number] = parts
+            covered_s += segment.duration_s
+        return listed
+
+    def _delete_old_parts(self) -> None:
+        """Parts a previous run left of segments that are no longer listed."""
+        first = self._window[0].sequence_number if self._window else self._next_sequence
+        try:
+            delete_parts_before(self._directory, first)
+        except OSError as error:
+            self._on_fault(PACKAGER, error)
 
     def _write_live(self, *, is_ended: bool) -> None:
         text = self._render(is_ended=is_ended)

@@ -19,30 +19,56 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 
 from rostra.audience.gate import Gate
 from rostra.clock import iso_utc
-from rostra.errors import MediaNotFound, SpaceEnded, SpaceNotLive, Unavailable
+from rostra.errors import (
+    MediaNotFound,
+    PlaylistPartNotReady,
+    PlaylistReloadMalformed,
+    PlaylistReloadTooFar,
+    SpaceEnded,
+    SpaceNotLive,
+    Unavailable,
+)
+from rostra.media.codecs import PARTS_PER_SEGMENT, TARGET_DURATION_S
 from rostra.media.hls.replay import master_text, replay_text
 from rostra.media.record import (
     DOWNLOAD_NAME,
     INIT_NAME,
     LIVE_PLAYLIST_NAME,
+    PART_NAME_RE,
     REPLAY_PLAYLIST_NAME,
 )
 from rostra.stage.spaces import SpaceStatus
 from rostra.store.admission_bucket import QueueSnapshot
 from rostra.store.base import SpaceRecord
+from rostra.web.live_parts import LiveParts
+from rostra.web.openapi_errors import problem_responses
 from rostra.web.reads import read_route
 from rostra.web.services import Services
 
 router = APIRouter(tags=["listen"])
 read = read_route(router)
 
-SEGMENT_FILE_RE = re.compile(r"^(init\.mp4|seg_\d{6}\.m4s)$")
+SEGMENT_FILE_RE = re.compile(r"^(init\.mp4|seg_\d{6}\.m4s|part_\d{6}\.\d\.m4s)$")
 IMMUTABLE = "public, max-age=31536000, immutable"
-# at most one segment duration (1.024 s; HTTP caching has whole seconds), with a validator
-PLAYLIST_CACHE = "public, max-age=1"
+# at most one segment duration (1.024 s; HTTP caching has whole seconds), with a validator; an
+# edge may answer from an expired copy while it refreshes it, but only within a second of expiry
+# (an unbounded "stale while updating" gave the first listener after a quiet spell a playlist
+# minutes old)
+FRESH_FOR_A_SECOND = "public, max-age=1, stale-while-revalidate=1"
+PLAYLIST_CACHE = FRESH_FOR_A_SECOND
 ENDED_PLAYLIST_CACHE = "public, max-age=60"
-STATE_CACHE = "public, max-age=1"
-QUEUE_CACHE = "public, max-age=1"
+# an answer to a blocking reload names a fixed state (that part exists): any cache may keep it,
+# keyed by its query, for a few target durations
+BLOCKING_PLAYLIST_CACHE = "public, max-age=6"
+# RFC 8216bis §6.2.5.2: a server gives up on a blocking reload after three target durations,
+# and refuses a segment more than two past its last
+BLOCKING_TIMEOUT_S = 3.0 * TARGET_DURATION_S
+MAX_SEGMENTS_AHEAD = 2
+HLS_MSN = "_HLS_msn"
+HLS_PART = "_HLS_part"
+_DECIMAL_INTEGER_RE = re.compile(r"^\d{1,10}$")
+STATE_CACHE = FRESH_FOR_A_SECOND
+QUEUE_CACHE = FRESH_FOR_A_SECOND
 # a live space whose playlist is older than this has stopped making segments
 SEGMENT_STALE_S = 3.0
 HLS_TYPE = "application/vnd.apple.mpegurl"
@@ -97,13 +123,75 @@ async def _live_playlist(path: Path, *, is_live: bool) -> tuple[bytes, str] | No
     return found
 
 
-@read("/live/{space_id}/audio.m3u8", summary="Live HLS (media playlist)")
+def _blocking_reload(request: Request) -> tuple[int, int | None] | None:
+    """`_HLS_msn` and `_HLS_part` of a blocking reload, or None for a plain request."""
+    msn_text = request.query_params.get(HLS_MSN)
+    part_text = request.query_params.get(HLS_PART)
+    if msn_text is None and part_text is None:
+        return None
+    if msn_text is None:
+        raise PlaylistReloadMalformed(f"{HLS_PART} needs {HLS_MSN} beside it")
+    for name, text in ((HLS_MSN, msn_text), (HLS_PART, part_text)):
+        if text is not None and not _DECIMAL_INTEGER_RE.fullmatch(text):
+            raise PlaylistReloadMalformed(
+                f"{name}={text[:40]!r} is not a decimal integer of at most 10 digits"
+            )
+    return int(msn_text), int(part_text) if part_text is not None else None
+
+
+def _live_parts(request: Request) -> LiveParts:
+    """The worker's one set of playlist watches, made with the first blocking reload."""
+    state = request.app.state
+    live_parts: LiveParts | None = getattr(state, "live_parts", None)
+    if live_parts is None:
+        live_parts = state.live_parts = LiveParts()
+    return live_parts
+
+
+async def _blocking_answer(
+    request: Request, space: SpaceRecord, path: Path, msn: int, part: int | None
+) -> Response:
+    live_parts = _live_parts(request)
+    now = live_parts.read(path)
+    last = now.edge.last_segment if now is not None else None
+    if last is not None and msn > last + MAX_SEGMENTS_AHEAD:
+        raise PlaylistReloadTooFar(
+            f"{HLS_MSN}={msn} is more than {MAX_SEGMENTS_AHEAD} segments past the last "
+            f"segment of space '{space.id}' ({last})"
+        )
+    if part is not None and part >= PARTS_PER_SEGMENT:
+        # RFC 8216bis §6.2.5.2: past the last part of a segment is part 0 of the next
+        msn, part = msn + 1, 0
+    found = await live_parts.wait_for(path, msn, part, timeout_s=BLOCKING_TIMEOUT_S)
+    if found is None:
+        wanted = f"segment {msn}" if part is None else f"part {part} of segment {msn}"
+        raise PlaylistPartNotReady(
+            f"space '{space.id}' made no {wanted} within {BLOCKING_TIMEOUT_S:g} s",
+            retry_after_s=TARGET_DURATION_S,
+        )
+    cache = ENDED_PLAYLIST_CACHE if found.edge.is_ended else BLOCKING_PLAYLIST_CACHE
+    headers = {"Cache-Control": cache, "ETag": found.etag}
+    if found.etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers=headers)
+    return Response(found.data, media_type=HLS_TYPE, headers=headers)
+
+
+@read(
+    "/live/{space_id}/audio.m3u8",
+    summary="Live HLS (media playlist; LL-HLS blocking reload with _HLS_msn, _HLS_part)",
+    responses=problem_responses(400),
+)
 async def live_playlist(space_id: str, request: Request) -> Response:
     """The packager's playlist file, as written: after the end, the same list closed with
-    EXT-X-ENDLIST. Cacheable for one segment duration, with an entity tag."""
+    EXT-X-ENDLIST. Cacheable for one segment duration, with an entity tag.
+
+    With `_HLS_msn=M[&_HLS_part=P]` (RFC 8216bis §6.2.5.2) the answer waits until that segment
+    (or part) is listed: 400 for M more than two segments past the last, 503 after three target
+    durations. Such answers are cacheable for longer, keyed by the query."""
     services = _services(request)
     space = services.spaces.get(space_id)
     is_live = space.status == SpaceStatus.LIVE
+    reload = _blocking_reload(request)
     path = services.media_dir(space.id) / LIVE_PLAYLIST_NAME
     found = await _live_playlist(path, is_live=is_live) if is_live or path.exists() else None
     if found is None:
@@ -111,6 +199,8 @@ async def live_playlist(space_id: str, request: Request) -> Response:
             f"space '{space.id}' is {space.status}: its program has no segment yet",
             retry_after_s=1.0,
         )
+    if reload is not None and is_live:
+        return await _blocking_answer(request, space, path, *reload)
     data, etag = found
     cache = PLAYLIST_CACHE if is_live else ENDED_PLAYLIST_CACHE
     headers = {"Cache-Control": cache, "ETag": etag}
@@ -270,13 +360,38 @@ async def stream_opus(space_id: str, request: Request) -> StreamingResponse:
     return await _stream(services, services.spaces.get(space_id), "opus")
 
 
+def _hinted_part(
+    live_parts: LiveParts, space: SpaceRecord, path: Path
+) -> tuple[Path, int, int] | None:
+    """A part not made yet, as a preload hint names it: the playlist, segment and part index
+    to wait for (RFC 8216bis §6.2.6: Safari asks for it early), within the bounds of a
+    blocking reload; None when there is nothing to wait for."""
+    match = PART_NAME_RE.fullmatch(path.name)
+    if match is None or space.status != SpaceStatus.LIVE or path.is_file():
+        return None
+    msn, part = int(match.group(1)), int(match.group(2))
+    playlist = path.with_name(LIVE_PLAYLIST_NAME)
+    now = live_parts.read(playlist)
+    last = now.edge.last_segment if now is not None else None
+    if last is None or msn > last + MAX_SEGMENTS_AHEAD:
+        return None
+    return playlist, msn, part
+
+
 @read(
     "/live/{space_id}/{name}",
-    summary="Live HLS init and media segments (immutable)",
+    summary="Live HLS init, media segments and parts (immutable; a hinted part is waited for)",
 )
 async def live_file(space_id: str, name: str, request: Request) -> Response:
     services = _services(request)
-    return _media_file(services, services.spaces.get(space_id), name)
+    space = services.spaces.get(space_id)
+    if SEGMENT_FILE_RE.fullmatch(name):
+        live_parts = _live_parts(request)
+        hinted = _hinted_part(live_parts, space, services.media_dir(space.id) / name)
+        if hinted is not None:
+            playlist, msn, part = hinted
+            await live_parts.wait_for(playlist, msn, part, timeout_s=BLOCKING_TIMEOUT_S)
+    return _media_file(services, space, name)
 
 
 def _require_ended(space: SpaceRecord) -> None:

@@ -32,11 +32,12 @@ VENDOR_FILES = {
     "swagger-ui-bundle.js": Path("swagger-ui-dist/swagger-ui-bundle.js"),
     "swagger-ui.css": Path("swagger-ui-dist/swagger-ui.css"),
 }
-# pages change with a release only: an edge may keep them briefly
-PAGE_CACHE = "public, max-age=10"
+# pages change with a release only: an edge may keep them briefly, and refresh them in the
+# background for a minute after
+PAGE_CACHE = "public, max-age=10, stale-while-revalidate=60"
 CHARSET_META = '<meta charset="utf-8">'
 
-STATIC_CACHE = "public, max-age=300"
+STATIC_CACHE = "public, max-age=300, stale-while-revalidate=300"
 MEDIA_TYPES = {
     "js": "text/javascript",
     "css": "text/css",
