@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from rostra.cli import edge, gate, incident, plan, serve, space, speak
+from rostra.cli import edge, gate, incident, plan, rehearse, serve, space, speak
 
 app = typer.Typer(
     help="Rostra: large live audio conversations, self-hosted.",
@@ -21,6 +21,9 @@ app.command("speak", help="Publish a file or a tone to a space over WHIP.")(spea
 app.command("edge", help="Run the nginx edge (HTTP cache) in front of the origin.")(edge.edge)
 app.add_typer(incident.app, name="incident", help="The incident report of a space.")
 app.command("plan", short_help="Capacity plan for N listeners from measured costs.")(plan.plan)
+app.command("rehearse", short_help="Rehearse an event against a deployment: GO / NO-GO.")(
+    rehearse.rehearse
+)
 
 
 def main() -> None:

@@ -98,6 +98,7 @@ COUNTERS = (
     "attacks",
     "server_errors",
     "generator_errors",
+    "players",
 )
 TOTALS = (
     "stalls",
@@ -120,7 +121,9 @@ class Second:
       `error:<status>`, `transport`); `heartbeats`, `media`, `interactions`: `<kind>:<status>`;
       `attacks`: `<attack kind>:<status or what happened>`; `server_errors`: `<kind>:<status>`
       for every 5xx other than 503 (a bug at the server); `generator_errors`: exceptions
-      raised in simulated users, by class name (a bug of the rehearsal, not of the server).
+      raised in simulated users, by class name (a bug of the rehearsal, not of the server);
+      `players`: by the second a ticketed listener started, `started` and `admitted-in-time`
+      (admitted within the scenario's join target; kept by `rostra rehearse`'s users).
     - `ttfa`: click to first segment; `pdt_lag`: that segment's age by its date-time;
       `latency`: wall clock minus the date-time of the audio being played (one sample per
       listener per second); `progressive_ttfb`: time to the first byte of a progressive stream.
@@ -139,6 +142,7 @@ class Second:
     attacks: Counter[str] = field(default_factory=Counter)
     server_errors: Counter[str] = field(default_factory=Counter)
     generator_errors: Counter[str] = field(default_factory=Counter)
+    players: Counter[str] = field(default_factory=Counter)
     ttfa: Histogram = field(default_factory=Histogram)
     pdt_lag: Histogram = field(default_factory=Histogram)
     latency: Histogram = field(default_factory=Histogram)

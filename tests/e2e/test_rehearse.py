@@ -1,0 +1,259 @@
+"""`rostra rehearse` against a real `rostra serve`: real `rostra speak` speakers, a simulated
+audience in Locust processes (one, or a master and two workers), attack traffic. A healthy
+deployment gives GO and a count that follows the truth within its stated error; an admission
+rate set far too low gives NO-GO naming join success; a server stopped mid-run gives NO-GO
+naming the second it went down.
+
+The healthy run keeps its 300 listeners in one load-generating process: on this two-core box,
+a master and two workers beside the server starved the origin enough for the speakers to hear
+0.3 s gaps in their mix-minus (a finding the rehearsal reports, not a flaw of the test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import ADMIN_TOKEN, ROOT, Server, start_server, stop_server
+
+HEARTBEAT_S = 5
+PROCESSES = "1"
+# a loaded two-core test machine runs the server, speakers and generator side by side: the
+# targets are those of such a box (a deployment sets its own in the file)
+SCENARIO = """
+[speakers]
+count = {speakers}
+
+[audience]
+hls = 0.8
+progressive = 0.1
+interactive = 0.1
+
+[[audience.curve]]
+at_s = 0
+listeners = 0
+
+[[audience.curve]]
+at_s = 10
+listeners = 100
+
+[[audience.curve]]
+at_s = 30
+listeners = 100
+
+[attack]
+attackers = 2
+interval_s = 1.0
+
+[targets]
+ttfa_p95_s = 8.0
+stall_ratio_max = 0.05
+join_success_min = 0.99
+join_within_s = 15
+speakers_continuity = {continuity}
+"""
+RUN_TIMEOUT_S = 180.0
+
+
+def scenario(tmp_path: Path, *, speakers: int, continuity: bool = True) -> Path:
+    path = tmp_path / "scenario.toml"
+    path.write_text(
+        SCENARIO.format(speakers=speakers, continuity="true" if continuity else "false")
+    )
+    return path
+
+
+def rehearse_command(path: Path, server: Server, report: Path, *flags: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "rostra",
+        "rehearse",
+        str(path),
+        "--target",
+        server.url,
+        "--report",
+        str(report),
+        *flags,
+    ]
+
+
+def environment() -> dict[str, str]:
+    return dict(os.environ, ROSTRA_ADMIN_TOKEN=ADMIN_TOKEN)
+
+
+def rehearse(path: Path, server: Server, report: Path, *flags: str) -> tuple[int, str]:
+    done = subprocess.run(
+        rehearse_command(path, server, report, *flags),
+        cwd=ROOT,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def read_report(report: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((report / "report.json").read_text())
+    return data
+
+
+def test_rehearsal_of_a_healthy_deployment_is_go_and_its_count_follows_the_truth(
+    tmp_path: Path,
+) -> None:
+    server = start_server(
+        tmp_path / "data", extra_env={"ROSTRA_HEARTBEAT_INTERVAL_S": str(HEARTBEAT_S)}
+    )
+    try:
+        code, output = rehearse(
+            scenario(tmp_path, speakers=2),
+            server,
+            tmp_path / "report",
+            "--listeners",
+            "300",
+            "--duration-s",
+            "30",
+            "--processes",
+            PROCESSES,
+        )
+    finally:
+        stop_server(server)
+    report = read_report(tmp_path / "report")
+    assert code == 0, output[-4000:]
+    assert report["verdict"] == "GO"
+    assert report["failures"] == []
+    assert (tmp_path / "report" / "report.html").stat().st_size > 0
+    # the progress line, once a second
+    assert sum("listeners" in line and "joins:" in line for line in output.splitlines()) >= 20
+
+    summary = report["summary"]
+    players = report["series"]
+    peak = summary["listeners_peak"]
+    assert 240 <= peak <= 300  # 90 % of the 300 hold tickets (the rest play the stream)
+    assert summary["join_success"] == 1.0
+    assert summary["server_errors"] == 0
+    assert summary["generator_errors"] == {}
+    assert summary["progressive_ttfb_p95_s"] is not None
+    attacks = {kind.split(":")[0] for kind in summary["attacks"]}
+    assert {"forged-ticket", "junk-join", "random-path"} <= attacks
+    assert all(speaker["ok"] for speaker in report["speakers"]), report["speakers"]
+    assert len(report["speakers"]) == 2
+    assert report["generator"]["processes"] == int(PROCESSES)
+
+    # count vs truth: every second read, within the error the report states
+    check = report["count_check"]
+    assert check["ok"]
+    assert check["worst_error"] <= check["error_bound"]
+    assert check["seconds_checked"] >= 25
+    settled = [row for row in players if row["truth"] == peak and row["reported"] is not None]
+    assert settled, players
+    last = settled[-1]
+    assert abs(last["reported"] - peak) <= (2 * last["reported_error"] + 0.02) * peak + 3
+    assert report["unit_costs"]["listeners_per_generator_core"] > 0
+    assert report["unit_costs"]["generator_bytes_per_listener"] > 0
+
+
+def test_rehearsal_against_too_low_an_admission_rate_is_no_go_naming_join_success(
+    tmp_path: Path,
+) -> None:
+    server = start_server(tmp_path / "data")
+    try:
+        space_id = server.create_space("Too narrow a door")["id"]
+        defended = server.api(
+            "PUT",
+            f"/api/v1/spaces/{space_id}/defense",
+            json={"admission_rate": 1.0, "admission_burst": 1},
+        )
+        assert defended.status_code == 200, defended.text
+        time.sleep(1.2)  # each worker caches the defence about a second
+        code, output = rehearse(
+            scenario(tmp_path, speakers=1),
+            server,
+            tmp_path / "report",
+            "--space",
+            space_id,
+            "--listeners",
+            "150",
+            "--duration-s",
+            "20",
+            "--processes",
+            "2",  # a Locust master and two workers: their outcomes add up
+        )
+    finally:
+        stop_server(server)
+    assert code == 1, output[-4000:]
+    assert (tmp_path / "report" / "report.json").exists(), output[-4000:]
+    report = read_report(tmp_path / "report")
+    assert report["verdict"] == "NO-GO"
+    failed = {failure["target"]: failure for failure in report["failures"]}
+    assert "join_success" in failed
+    assert failed["join_success"]["figure"] < 0.5
+    assert failed["join_success"]["text"].startswith("join success within 15 s: ")
+    assert "FAIL join success within 15 s" in output
+    assert report["summary"]["joins"]["queued"] > 0
+    assert report["target_urls"]["space_id"] == space_id
+    assert report["generator"]["processes"] == 2
+    assert report["summary"]["listeners_peak"] > 0
+
+
+def test_rehearsal_of_a_server_stopped_mid_run_is_no_go_naming_when(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data")
+    report_dir = tmp_path / "report"
+    rehearsal = subprocess.Popen(
+        rehearse_command(
+            scenario(tmp_path, speakers=1, continuity=False),
+            server,
+            report_dir,
+            "--listeners",
+            "100",
+            "--duration-s",
+            "20",
+        ),
+        cwd=ROOT,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    stopped_at_t: int | None = None
+    try:
+        assert rehearsal.stdout is not None
+        for line in rehearsal.stdout:
+            lines.append(line)
+            if stopped_at_t is None and line.startswith("t=") and int(line[2:6]) >= 8:
+                stopped_at_t = int(line[2:6])
+                stop_server(server)
+        rehearsal.wait(timeout=RUN_TIMEOUT_S)
+    finally:
+        if rehearsal.poll() is None:
+            rehearsal.kill()
+        stop_server(server)
+    output = "".join(lines)
+    assert stopped_at_t is not None, output[-4000:]
+    assert rehearsal.returncode == 1, output[-4000:]
+    report = read_report(report_dir)
+    failed = {failure["target"]: failure for failure in report["failures"]}
+    health = failed["origin_health"]
+    assert stopped_at_t - 1 <= health["at_t"] <= stopped_at_t + 3, (stopped_at_t, health)
+    assert f"from t={health['at_t']} s" in health["text"]
+    assert f"FAIL origin down from t={health['at_t']} s" in output or (
+        f"FAIL origin degraded from t={health['at_t']} s" in output
+    )
+    down = [row for row in report["series"] if row["health"] == "down"]
+    assert down
+    assert down[-1]["t"] >= 18
+    with httpx.Client() as client:  # the server really is gone
+        try:
+            client.get(f"{server.url}/healthz", timeout=1)
+            raise AssertionError("the server still answers")
+        except httpx.HTTPError:
+            pass
