@@ -8,6 +8,7 @@ the rehearsal's own processes import this module, never a server process or the 
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import Any
@@ -96,7 +97,8 @@ class HlsListener(AudienceUser):
             body = response.json()
             self.ticket = str(body["ticket"])
             self._heartbeat_interval_s = float(body["heartbeat_interval_s"])
-            self._next_heartbeat_s = time.time() + self._heartbeat_interval_s
+            # as the listener page does: the first heartbeat once audio plays, then each interval
+            self._next_heartbeat_s = time.time() if self._has_audio else math.inf
             self._join_body = None
             self.audience.live += 1
             self._due_s = time.time()
@@ -191,6 +193,7 @@ class HlsListener(AudienceUser):
         self._player.add(duration_s, program_date_time_s, now_s=now_s)
         if not self._has_audio and self._clicked_s is not None:
             self._has_audio = True
+            self._next_heartbeat_s = now_s  # counted from now on
             second = self.second()
             second.ttfa.add(now_s - self._clicked_s)
             if program_date_time_s is not None:
