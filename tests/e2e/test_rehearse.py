@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -99,6 +100,12 @@ def rehearse(path: Path, server: Server, report: Path, *flags: str) -> tuple[int
         check=False,
     )
     return done.returncode, done.stdout + done.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def read_report(report: Path) -> dict[str, Any]:
@@ -205,8 +212,10 @@ def test_rehearsal_against_too_low_an_admission_rate_is_no_go_naming_join_succes
 
 
 def test_rehearsal_of_a_server_stopped_mid_run_is_no_go_naming_when(tmp_path: Path) -> None:
+    """Run as across machines: `--master` here, and a `--worker` process joined to it."""
     server = start_server(tmp_path / "data")
     report_dir = tmp_path / "report"
+    master_port = str(free_port())
     rehearsal = subprocess.Popen(
         rehearse_command(
             scenario(tmp_path, speakers=1, continuity=False),
@@ -216,12 +225,34 @@ def test_rehearsal_of_a_server_stopped_mid_run_is_no_go_naming_when(tmp_path: Pa
             "100",
             "--duration-s",
             "20",
+            "--master",
+            "--expect-workers",
+            "1",
+            "--master-port",
+            master_port,
         ),
         cwd=ROOT,
         env=environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rostra",
+            "rehearse",
+            "--worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            master_port,
+        ],
+        cwd=ROOT,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     lines: list[str] = []
     stopped_at_t: int | None = None
@@ -233,9 +264,12 @@ def test_rehearsal_of_a_server_stopped_mid_run_is_no_go_naming_when(tmp_path: Pa
                 stopped_at_t = int(line[2:6])
                 stop_server(server)
         rehearsal.wait(timeout=RUN_TIMEOUT_S)
+        # the master tells its worker to quit at the end
+        assert worker.wait(timeout=30) is not None
     finally:
-        if rehearsal.poll() is None:
-            rehearsal.kill()
+        for process in (rehearsal, worker):
+            if process.poll() is None:
+                process.kill()
         stop_server(server)
     output = "".join(lines)
     assert stopped_at_t is not None, output[-4000:]
@@ -248,6 +282,9 @@ def test_rehearsal_of_a_server_stopped_mid_run_is_no_go_naming_when(tmp_path: Pa
     assert f"FAIL origin down from t={health['at_t']} s" in output or (
         f"FAIL origin degraded from t={health['at_t']} s" in output
     )
+    # the worker's simulated listeners reached the master's report
+    assert report["summary"]["listeners_peak"] > 0, report["summary"]
+    assert report["summary"]["joins"].get("admitted", 0) > 0, report["summary"]
     down = [row for row in report["series"] if row["health"] == "down"]
     assert down
     assert down[-1]["t"] >= 18
