@@ -166,6 +166,24 @@ def test_rehearsal_of_a_healthy_deployment_is_go_and_its_count_follows_the_truth
     assert abs(last["reported"] - peak) <= (2 * last["reported_error"] + 0.02) * peak + 3
     assert report["unit_costs"]["listeners_per_generator_core"] > 0
     assert report["unit_costs"]["generator_bytes_per_listener"] > 0
+    # what the players received, for `rostra plan --from`: a 1.024 s AAC segment at 96 kbit/s
+    # is about 12.3 KB of audio in its container; a playlist and its headers are smaller
+    costs = report["unit_costs"]
+    assert 11_000 <= costs["segment_bytes"] <= 16_000, costs
+    assert 200 <= costs["playlist_bytes"] <= 8_000, costs
+    assert 100 <= costs["response_header_bytes"] <= 2_000, costs
+    planned = subprocess.run(
+        [
+            *(sys.executable, "-m", "rostra", "plan", "--listeners", "1300000", "--json"),
+            *("--from", str(tmp_path / "report" / "report.json")),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "report.json: unit_costs.playlist_bytes" in planned.stdout, planned.stdout[-3000:]
 
 
 def test_rehearsal_against_too_low_an_admission_rate_is_no_go_naming_join_success(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -31,6 +32,8 @@ USER_CLASSES: dict[str, type[User]] = {
 }
 # users started per second when not given (Locust warns above 100)
 DEFAULT_SPAWN_RATE = 100.0
+# how much lower than the speakers' the load generators' CPU priority is
+GENERATOR_NICE = 10
 
 
 def counted(users: Mapping[type[User], int]) -> list[type[User]]:
@@ -214,6 +217,10 @@ def shaped_main(argv: list[str]) -> int:
     parser.add_argument("--expect-workers", type=int, default=1)
     args = parser.parse_args(argv)
     config: dict[str, Any] = json.loads(args.config)
+    # the simulated audience yields the CPU to the speaker bots (and to a server on the same
+    # machine): a user woken late is counted as the generator's fault, a starved speaker's gap
+    # would be blamed on the server
+    os.nice(GENERATOR_NICE)
     if args.role == "worker":
         return _run_worker(args.master_host, args.master_port)
     settings = AudienceSettings(**config["settings"])

@@ -99,6 +99,7 @@ COUNTERS = (
     "server_errors",
     "generator_errors",
     "players",
+    "transfer",
 )
 TOTALS = (
     "stalls",
@@ -123,7 +124,9 @@ class Second:
       for every 5xx other than 503 (a bug at the server); `generator_errors`: exceptions
       raised in simulated users, by class name (a bug of the rehearsal, not of the server);
       `players`: by the second a ticketed listener started, `started` and `admitted-in-time`
-      (admitted within the scenario's join target; kept by `rostra rehearse`'s users).
+      (admitted within the scenario's join target; kept by `rostra rehearse`'s users);
+      `transfer`: for playlists and segments answered 200, `<kind>:count`, `<kind>:body`
+      (bytes) and `<kind>:head` (bytes of status line and headers, as received).
     - `ttfa`: click to first segment; `pdt_lag`: that segment's age by its date-time;
       `latency`: wall clock minus the date-time of the audio being played (one sample per
       listener per second); `progressive_ttfb`: time to the first byte of a progressive stream.
@@ -143,6 +146,7 @@ class Second:
     server_errors: Counter[str] = field(default_factory=Counter)
     generator_errors: Counter[str] = field(default_factory=Counter)
     players: Counter[str] = field(default_factory=Counter)
+    transfer: Counter[str] = field(default_factory=Counter)
     ttfa: Histogram = field(default_factory=Histogram)
     pdt_lag: Histogram = field(default_factory=Histogram)
     latency: Histogram = field(default_factory=Histogram)

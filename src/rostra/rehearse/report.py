@@ -144,10 +144,21 @@ def distributions(observations: Observations) -> dict[str, Any]:
     return {name: histogram.to_json() for name, histogram in kinds.items()}
 
 
-def unit_costs(generator: Generator, *, listeners_peak: int, duration_s: float) -> dict[str, float]:
-    """The unit costs this rehearsal measured (docs/rehearse.md): the load generator's CPU and
-    memory per simulated listener, when its processes ran here; others are left out."""
+def unit_costs(
+    generator: Generator, total: Second, *, listeners_peak: int, duration_s: float
+) -> dict[str, float]:
+    """The unit costs this rehearsal measured (docs/rehearse.md): playlist, segment and header
+    bytes as the simulated players received them; the load generator's CPU and memory per
+    simulated listener, when its processes ran here; others are left out."""
     costs: dict[str, float] = {}
+    transfer = total.transfer
+    for kind in ("playlist", "segment"):
+        if transfer[f"{kind}:count"]:
+            costs[f"{kind}_bytes"] = round(transfer[f"{kind}:body"] / transfer[f"{kind}:count"])
+    answers = transfer["playlist:count"] + transfer["segment:count"]
+    if answers:
+        heads = transfer["playlist:head"] + transfer["segment:head"]
+        costs["response_header_bytes"] = round(heads / answers)
     if listeners_peak <= 0 or duration_s <= 0:
         return costs
     if generator.cpu_s:
@@ -196,6 +207,7 @@ def build(
         "count_check": count,
         "unit_costs": unit_costs(
             generator,
+            total,
             listeners_peak=int(summary_figures.get("listeners_peak") or 0),
             duration_s=duration_s,
         ),

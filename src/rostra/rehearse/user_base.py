@@ -17,6 +17,8 @@ from rostra.rehearse.locust_wiring import run_of
 from rostra.rehearse.observations import Second
 
 ERROR_RETRY_S = 2.0
+# the answers whose sizes the capacity plan reads (report.json `unit_costs`)
+MEASURED_TRANSFERS = frozenset({"playlist", "segment"})
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -66,4 +68,17 @@ class AudienceUser(FastHttpUser):
         status = response.status_code
         if status >= 500 and status != 503:
             self.second().server_errors[f"{name}:{status}"] += 1
+        elif status == 200 and name in MEASURED_TRANSFERS:
+            transfer = self.second().transfer
+            transfer[f"{name}:count"] += 1
+            transfer[f"{name}:body"] += len(response.content or b"")
+            transfer[f"{name}:head"] += head_bytes(response)
         return response
+
+
+def head_bytes(response: FastResponse) -> int:
+    """The status line and header fields as they came over the wire (HTTP/1.1 framing)."""
+    headers = response.headers
+    pairs = headers.items() if headers is not None else []
+    fields = sum(len(str(key)) + len(str(value)) + len(": \r\n") for key, value in pairs)
+    return len(f"HTTP/1.1 {response.status_code} OK\r\n") + fields + len("\r\n")
