@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import ADMIN_TOKEN, ROOT, Server, start_server, stop_server
+from tests.rehearse.report_browser import assert_drawn_whole, draw_report
 
 HEARTBEAT_S = 5
 PROCESSES = "1"
@@ -137,7 +138,11 @@ def test_rehearsal_of_a_healthy_deployment_is_go_and_its_count_follows_the_truth
     assert code == 0, output[-4000:]
     assert report["verdict"] == "GO"
     assert report["failures"] == []
-    assert (tmp_path / "report" / "report.html").stat().st_size > 0
+    # the report as its reader sees it: drawn whole in Chromium, with nothing fetched
+    assert_drawn_whole(
+        draw_report(tmp_path / "report" / "report.html", "rehearsal-report-go.png"),
+        plots_at_least=6,
+    )
     # the progress line, once a second
     assert sum("listeners" in line and "joins:" in line for line in output.splitlines()) >= 20
 

@@ -5,7 +5,6 @@ size for a two-hour run."""
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import random
@@ -18,9 +17,8 @@ import pytest
 
 from rostra.rehearse.observations import Histogram
 from rostra.rehearse.report_html import render_html, write_report
+from tests.rehearse.report_browser import assert_drawn_whole, draw_report
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 HOSTILE_TITLE = '<script>alert("x")</script> Town hall & "friends"'
 HOSTILE_SPEAKER = "<img src=http://attacker.example/x.png onerror=alert(1)>"
 OUTAGE_FROM_S = 14
@@ -40,7 +38,6 @@ SECTIONS = (
 )
 TWO_HOURS_S = 7_200
 MAX_PAGE_BYTES = 2_000_000
-PAGE_TIMEOUT_MS = 20_000
 
 
 def histogram(rng: random.Random, count: int, median_s: float, sigma: float) -> dict[str, Any]:
@@ -358,73 +355,9 @@ def test_two_hour_report_stays_under_two_megabytes(tmp_path: Path) -> None:
     assert "down from t = 14 s to 15 s (failed: origin)" in health
 
 
-FIND_PLOTS_JS = """() => [...document.querySelectorAll('svg')].map(svg => {
-  const box = svg.getBoundingClientRect();
-  return {id: svg.getAttribute('aria-labelledby'), width: box.width, height: box.height,
-          shapes: svg.querySelectorAll('rect, polyline, polygon, circle').length};
-})"""
-PIXEL_SPREAD_JS = """async (png) => {
-  const image = new Image();
-  image.src = 'data:image/png;base64,' + png;
-  await image.decode();
-  const canvas = document.createElement('canvas');
-  canvas.width = image.width; canvas.height = image.height;
-  const context = canvas.getContext('2d');
-  context.drawImage(image, 0, 0);
-  const pixels = context.getImageData(0, 0, image.width, image.height).data;
-  let sum = 0, squares = 0, n = 0;
-  for (let i = 0; i < pixels.length; i += 4) {
-    const grey = (pixels[i] + pixels[i + 1] + pixels[i + 2]) / 3;
-    sum += grey; squares += grey * grey; n += 1;
-  }
-  const mean = sum / n;
-  return {mean, variance: squares / n - mean * mean};
-}"""
-
-
 @pytest.mark.browser
 def test_chromium_draws_the_no_go_report_without_any_request(tmp_path: Path) -> None:
-    if not CHROMIUM.is_file():
-        pytest.fail("Chromium is needed: `make system-test-deps` installs it")
-    from playwright.sync_api import sync_playwright
-
     write_report(tmp_path, make_report(is_go=False))
-    url = (tmp_path / "report.html").as_uri()
-    requests: list[str] = []
-    problems: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"], timeout=30_000
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.set_default_timeout(PAGE_TIMEOUT_MS)
-            page.route(
-                "**/*",
-                lambda route: route.abort() if route.request.url != url else route.continue_(),
-            )
-            page.on("request", lambda request: requests.append(request.url))
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            page.on(
-                "console",
-                lambda message: problems.append(message.text) if message.type == "error" else None,
-            )
-            page.goto(url)
-            plots = page.evaluate(FIND_PLOTS_JS)
-            screenshot = tmp_path / "report.png"
-            png = page.screenshot(path=str(screenshot), full_page=True)
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            (ARTIFACTS / "rehearsal-report-no-go.png").write_bytes(png)
-            blank = browser.new_page()
-            spread = blank.evaluate(PIXEL_SPREAD_JS, base64.b64encode(png).decode())
-        finally:
-            browser.close()
+    drawn = draw_report(tmp_path / "report.html", "rehearsal-report-no-go.png")
 
-    assert requests == [url]
-    assert problems == []
-    assert len(plots) >= 8
-    for plot in plots:
-        assert plot["width"] > 300, plot
-        assert plot["height"] > 50, plot
-        assert plot["shapes"] > 0, plot
-    assert spread["variance"] > 500, spread  # a page of text and plots, not a blank one
+    assert_drawn_whole(drawn, plots_at_least=8)
