@@ -153,10 +153,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     with running_server() as server, tempfile.TemporaryDirectory(prefix="rostra-edge-") as folder:
         space = create_space(server, "Latency bench")
         base_url, edge = server.url, None
-        if args.edge:  # hls.js plays through `rostra edge` (nginx); the rest stays direct
-            edge = start_edge(
-                server.url, f"http://127.0.0.1:{server.whip_port}", free_port(), Path(folder)
-            )
+        if args.edge:  # hls.js plays through `rostra edge`; the rest stays direct
+            whip_origin = f"http://127.0.0.1:{server.whip_port}"
+            edge = start_edge(server.url, whip_origin, free_port(), Path(folder), args.engine)
             base_url = edge.url
             space = space | {"hls_url": space["hls_url"].replace(server.url, edge.url)}
         listening = Listening(space, base_url, budget_s, players=args.hls_players)
@@ -379,7 +378,13 @@ def main() -> None:
     parser.add_argument(
         "--edge",
         action="store_true",
-        help="hls.js plays through `rostra edge` (nginx) in front; results in latency_edge.json",
+        help="hls.js plays through `rostra edge` in front; results in latency_edge.json",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=("nginx", "varnish"),
+        default="nginx",
+        help="the edge's engine with --edge; varnish writes latency_edge_varnish.json",
     )
     args = parser.parse_args()
     niceness = prioritize_clients(not args.same_priority)
@@ -393,7 +398,11 @@ def main() -> None:
     result["niceness"] = niceness
     print_summary(result)
     result["through_edge"] = args.edge
-    path = write_results(f"{NAME}_edge" if args.edge else NAME, result, started_at=started_at)
+    result["edge_engine"] = args.engine if args.edge else None
+    name = NAME
+    if args.edge:
+        name = f"{NAME}_edge" if args.engine == "nginx" else f"{NAME}_edge_{args.engine}"
+    path = write_results(name, result, started_at=started_at)
     print(f"wrote {path}")
 
 

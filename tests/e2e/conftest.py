@@ -1,5 +1,6 @@
-"""The nginx edge for end-to-end tests: `rostra edge` (Debian's nginx) started on a free loopback
-port and stopped by PID, and a module's `rostra serve` behind it."""
+"""The edge for end-to-end tests: `rostra edge` (Debian's nginx, or Varnish with
+`engine="varnish"`) started on a free loopback port and stopped by PID, and a module's
+`rostra serve` behind it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import pytest
 from tests.conftest import ROOT, Server, free_port, start_server, stop_server
 
 NGINX = Path("/usr/sbin/nginx")
+VARNISHD = Path("/usr/sbin/varnishd")
+ENGINE_BINARIES = {"nginx": NGINX, "varnish": VARNISHD}
 EDGE_STARTUP_TIMEOUT_S = 20.0
 LOG_LINE_RE = re.compile(
     r'^(?P<at>\d+\.\d+) (?P<status>\d+) (?P<method>\S+) "(?P<uri>[^"]*)" '
@@ -31,6 +34,7 @@ class Edge:
     process: subprocess.Popen[bytes]
     access_log: Path
     stderr_path: Path
+    engine: str = "nginx"
 
     @property
     def port(self) -> int:
@@ -38,22 +42,27 @@ class Edge:
 
     def origin_requests(self, since: float, until: float) -> list[str]:
         """URIs the edge asked the origin for between two wall-clock times (its access log:
-        `$upstream_addr` is set exactly when a request, or a background update, went there)."""
+        nginx's `$upstream_addr` is set exactly when a request, or a background update, went
+        there; Varnish's log has a line of its own, `upstream=b`, for each origin request)."""
         asked: list[str] = []
         for line in self.access_log.read_text().splitlines():
             match = LOG_LINE_RE.match(line)
-            if match and match["upstream"] != "-" and since <= float(match["at"]) <= until:
+            is_origin = match is not None and match["upstream"] not in ("-", "c")
+            if match and is_origin and since <= float(match["at"]) <= until:
                 asked.append(match["uri"])
         return asked
 
 
-def start_edge(origin: str, whip_origin: str, port: int, folder: Path) -> Edge:
+def start_edge(
+    origin: str, whip_origin: str, port: int, folder: Path, engine: str = "nginx"
+) -> Edge:
     folder.mkdir(parents=True, exist_ok=True)
     access_log = folder / "access.log"
     stderr_path = folder / "edge.log"
     command = [sys.executable, "-m", "rostra", "edge", "--origin", origin, "--port", str(port)]
     command += ["--whip-origin", whip_origin]
     command += ["--cache-dir", str(folder / "cache"), "--access-log", str(access_log)]
+    command += ["--engine", engine]
     with stderr_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -63,7 +72,13 @@ def start_edge(origin: str, whip_origin: str, port: int, folder: Path) -> Edge:
             raise RuntimeError(f"the edge exited: {stderr_path.read_text()}")
         try:
             httpx.get(url + "/healthz", timeout=1)
-            return Edge(url=url, process=process, access_log=access_log, stderr_path=stderr_path)
+            return Edge(
+                url=url,
+                process=process,
+                access_log=access_log,
+                stderr_path=stderr_path,
+                engine=engine,
+            )
         except httpx.TransportError:
             time.sleep(0.2)
     process.kill()
@@ -71,7 +86,8 @@ def start_edge(origin: str, whip_origin: str, port: int, folder: Path) -> Edge:
 
 
 def stop_edge(edge: Edge) -> None:
-    """`rostra edge` became nginx: its PID is nginx's master, which stops on SIGTERM."""
+    """`rostra edge` became nginx (or varnishd): its PID is the engine's master, which stops
+    on SIGTERM."""
     if edge.process.poll() is None:
         edge.process.send_signal(signal.SIGTERM)
         try:
@@ -94,12 +110,19 @@ def edge_server_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def edge_engine() -> str:
+    """The engine of the module's edge: a test module overrides this fixture (or parametrises
+    it over nginx and varnish)."""
+    return "nginx"
+
+
+@pytest.fixture(scope="module")
 def edge_deployment(
-    tmp_path_factory: pytest.TempPathFactory, edge_server_env: dict[str, str]
+    tmp_path_factory: pytest.TempPathFactory, edge_server_env: dict[str, str], edge_engine: str
 ) -> Iterator[EdgeDeployment]:
     """A `rostra serve` whose public URL is the edge's, trusting it as its proxy, for a module."""
-    if not NGINX.is_file():
-        pytest.fail("Debian's nginx is needed: `make system-test-deps` installs it")
+    if not ENGINE_BINARIES[edge_engine].is_file():
+        pytest.fail(f"Debian's {edge_engine} is needed: `make system-test-deps` installs it")
     folder = tmp_path_factory.mktemp("edge")
     edge_port = free_port()
     server = start_server(
@@ -112,7 +135,7 @@ def edge_deployment(
     )
     try:
         whip_origin = f"http://127.0.0.1:{server.whip_port}"
-        edge = start_edge(server.url, whip_origin, edge_port, folder / "edge")
+        edge = start_edge(server.url, whip_origin, edge_port, folder / "edge", edge_engine)
     except BaseException:
         stop_server(server)
         raise

@@ -1,9 +1,11 @@
-"""The nginx edge in front of a real `rostra serve`: a burst of listeners costs the origin one
-request per playlist version and per segment, a browser listener plays through it, writes are
-never cached, and the progressive stream passes unbuffered. A tone speaker publishes through
-the edge's /whip/ route.
+"""The edge in front of a real `rostra serve`, each test run against both engines (nginx and
+Varnish): a burst of listeners costs the origin one request per playlist version and per
+segment, identical LL-HLS blocking reloads cost it one request, a browser listener plays
+through it, writes are never cached, and the progressive stream passes unbuffered. A tone
+speaker publishes through the edge's /whip/ route.
 
-Real processes: Debian's nginx run by `rostra edge`, `rostra serve`, `rostra speak`, Chromium.
+Real processes: Debian's nginx or varnishd run by `rostra edge`, `rostra serve`, `rostra speak`,
+Chromium.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
+from rostra.media.hls.ll_playlist import LiveEdge, live_edge
+from rostra.media.record import part_name
 from tests.conftest import ROOT, Server
 from tests.e2e.conftest import Edge, EdgeDeployment
 
@@ -32,6 +36,17 @@ BURST_S = 1.0
 # nginx writes its buffered access log at least once a second
 LOG_FLUSH_S = 1.5
 SPEAKER_ARGS = ("--tone", "440", "--seconds", "240", "--name", "Tone")
+PARTS_PER_SEGMENT = 4
+HELD_RELOADS = 20
+# Varnish wakes coalesced requests as the answer arrives: the origin's own 20 ms look for the
+# part, then loopback
+MAX_HELD_ANSWER_AFTER_PART_S = 0.1
+
+
+@pytest.fixture(scope="module", params=["nginx", "varnish"])
+def edge_engine(request: pytest.FixtureRequest) -> str:
+    engine: str = request.param
+    return engine
 
 
 @dataclass
@@ -182,6 +197,48 @@ def test_joins_through_the_edge_are_never_cached(deployment: Deployment) -> None
     assert tickets[0] != tickets[1]
 
 
+def test_reads_with_credentials_pass_the_edge_and_are_never_stored(deployment: Deployment) -> None:
+    edge = deployment.edge
+    url = deployment.space["state_url"]
+    started = time.time()
+    answers = [
+        httpx.get(url, headers={"Authorization": f"Bearer not-a-ticket-{i}"}, timeout=10)
+        for i in range(3)
+    ]
+    finished = time.time()
+    time.sleep(LOG_FLUSH_S)
+
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-cache-status"] == "BYPASS"
+    assert Counter(edge.origin_requests(started, finished))[url.removeprefix(edge.url)] == 3
+
+
+def test_edge_refuses_request_bodies_over_a_megabyte(deployment: Deployment) -> None:
+    """413 before the origin sees it. Varnish reads at most 1 MB of a chunked body and then
+    closes the connection on the rest, which a client may see as a reset instead."""
+    edge = deployment.edge
+    join_path = f"/api/v1/spaces/{deployment.space['id']}/join"
+    body = b"{" + b" " * 1_100_000 + b"}"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: sent chunked
+        for start in range(0, len(body), 65_536):
+            yield body[start : start + 65_536]
+
+    started = time.time()
+    sized = httpx.post(edge.url + join_path, content=body, timeout=10)
+    try:
+        chunked_status = httpx.post(edge.url + join_path, content=chunks(), timeout=10).status_code
+    except httpx.TransportError:
+        chunked_status = 413 if edge.engine == "varnish" else 0
+    finished = time.time()
+    time.sleep(LOG_FLUSH_S)
+
+    assert sized.status_code == 413, sized.text[:200]
+    assert chunked_status == 413
+    assert join_path not in edge.origin_requests(started, finished)
+
+
 def test_progressive_stream_passes_the_edge_unbuffered(deployment: Deployment) -> None:
     arrivals: list[tuple[float, int]] = []
     started = time.monotonic()
@@ -197,6 +254,69 @@ def test_progressive_stream_passes_the_edge_unbuffered(deployment: Deployment) -
     # as made: bytes in every half second, never held back to fill a buffer
     halves = {int(at / 0.5) for at, size in arrivals if size}
     assert halves >= set(range(8)), sorted(halves)
+
+
+def part_after_next(edge: LiveEdge) -> tuple[int, int]:
+    """A part that does not exist yet and will within about two part durations."""
+    assert edge.last_part is not None, "the playlist lists no part"
+    msn, part = edge.last_part
+    index = msn * PARTS_PER_SEGMENT + part + 2
+    return divmod(index, PARTS_PER_SEGMENT)
+
+
+async def held_listener(
+    client: httpx.AsyncClient, url: str, part_url: str, part: str
+) -> tuple[float, float]:
+    """A player's blocking reload for the coming part, then that part: when each came back."""
+    playlist = await client.get(url)
+    playlist_at = time.time()
+    assert playlist.status_code == 200, playlist.text
+    assert f'URI="{part}"' in playlist.text
+    fragment = await client.get(part_url)
+    assert fragment.status_code == 200, fragment.text
+    return playlist_at, time.time()
+
+
+async def held_reloads(url: str, part_url: str, part: str) -> list[tuple[float, float]]:
+    limits = httpx.Limits(max_connections=HELD_RELOADS)
+    async with httpx.AsyncClient(timeout=10, limits=limits) as client:
+        return await asyncio.gather(
+            *(held_listener(client, url, part_url, part) for _ in range(HELD_RELOADS))
+        )
+
+
+def test_identical_blocking_reloads_cost_the_origin_one_request_and_wake_as_the_part_appears(
+    deployment: Deployment, record_property: Any
+) -> None:
+    """Players asking for the same coming part are held as one origin request; Varnish answers
+    them all as that answer arrives (nginx's cache lock re-checks every 500 ms: its delays are
+    recorded here and measured by bench/latency.py, not held to the bound)."""
+    edge, space = deployment.edge, deployment.space
+    url = playlist_url(space)
+    at_origin = httpx.get(url.replace(edge.url, deployment.server.url, 1), timeout=10)
+    msn, index = part_after_next(live_edge(at_origin.text))
+    part = part_name(msn, index)
+    part_file = deployment.server.data / "spaces" / space["id"] / part
+    held_url = f"{url}?_HLS_msn={msn}&_HLS_part={index}"
+    part_url = url.rsplit("/", 1)[0] + "/" + part
+    assert not part_file.exists(), "the part exists already: nothing would be held"
+
+    started = time.time()
+    answers = asyncio.run(held_reloads(held_url, part_url, part))
+    finished = time.time()
+    time.sleep(LOG_FLUSH_S)
+
+    appeared_at = part_file.stat().st_mtime
+    playlist_delays_s = sorted(at - appeared_at for at, _ in answers)
+    part_delays_s = sorted(at - appeared_at for _, at in answers)
+    record_property("held_playlist_after_part_ms", [round(d * 1000) for d in playlist_delays_s])
+    record_property("part_after_part_ms", [round(d * 1000) for d in part_delays_s])
+    asked = Counter(edge.origin_requests(started, finished))
+    assert asked[held_url.removeprefix(edge.url)] == 1, asked
+    assert asked[part_url.removeprefix(edge.url)] == 1, asked
+    if edge.engine == "varnish":
+        assert playlist_delays_s[-1] < MAX_HELD_ANSWER_AFTER_PART_S, playlist_delays_s
+        assert part_delays_s[-1] < 2 * MAX_HELD_ANSWER_AFTER_PART_S, part_delays_s
 
 
 @pytest.mark.browser

@@ -1,4 +1,5 @@
-"""`rostra edge`: Debian's nginx as the HTTP cache in front of the origin, rendered from
+"""`rostra edge`: Debian's nginx (or, with `--engine varnish`, Debian's Varnish: see
+edge_varnish.py) as the HTTP cache in front of the origin, rendered from
 deploy/nginx/edge.conf.template and run in the foreground.
 
 CLI. The rendering is a pure function (`render_edge_conf`); the command only writes, checks and
@@ -15,8 +16,9 @@ import shutil
 import string
 import subprocess
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 from urllib.parse import urlsplit
 
 import typer
@@ -28,6 +30,11 @@ TEMP_DIRS = ("client", "proxy", "fastcgi", "uwsgi", "scgi")
 DEFAULT_PORT = 8088
 CHECK_TIMEOUT_S = 30.0
 MAX_OPEN_FILES = 65_536
+
+
+class EdgeEngine(StrEnum):
+    NGINX = "nginx"
+    VARNISH = "varnish"
 
 
 class EdgeMisconfigured(ValueError):
@@ -65,6 +72,9 @@ class EdgeConfig:
     open_files: int = 20_000
     # when run as root, the workers take this account (the cache folder's owner by default)
     worker_user: str = ""
+    # Varnish only: serve an expired copy within the origin's stale-while-revalidate while it
+    # is refreshed (nginx always does; see docs/edge.md for what it costs LL-HLS players)
+    serve_stale_while_revalidate: bool = False
 
 
 def upstream(url: str) -> tuple[str, str]:
@@ -188,12 +198,28 @@ def edge(
     nginx: Annotated[
         str | None, typer.Option(help="The nginx binary (default: /usr/sbin/nginx, else PATH)")
     ] = None,
-    template: Annotated[Path, typer.Option(help="The config template to render")] = TEMPLATE,
+    template: Annotated[
+        Path | None,
+        typer.Option(help="The config template to render (default: the engine's in deploy/)"),
+    ] = None,
+    engine: Annotated[
+        EdgeEngine,
+        typer.Option(help="nginx, or varnish (wakes coalesced requests at once: LL-HLS)"),
+    ] = EdgeEngine.NGINX,
+    varnishd: Annotated[
+        str | None, typer.Option(help="The varnishd binary (default: /usr/sbin/varnishd)")
+    ] = None,
+    stale_while_revalidate: Annotated[
+        bool,
+        typer.Option(
+            help="Varnish: serve expired copies within the origin's stale-while-revalidate "
+            "(default: refresh them first; players then start nearer the live edge)"
+        ),
+    ] = False,
 ) -> None:
-    """Render the edge config, check it with `nginx -t`, then become nginx (signals reach it
-    directly: SIGTERM/SIGINT stop it fast, SIGQUIT gracefully)."""
+    """Render the edge config, check it with `nginx -t` (or `varnishd -C`), then become nginx
+    (or varnishd): signals reach it directly, SIGTERM/SIGINT stop it fast."""
     try:
-        binary = find_nginx(nginx)
         cache_dir.mkdir(parents=True, exist_ok=True)
         config = EdgeConfig(
             origin=origin,
@@ -204,8 +230,12 @@ def edge(
             access_log=access_log,
             open_files=open_files_limit(),
             worker_user=folder_owner(cache_dir) if os.geteuid() == 0 else "",
+            serve_stale_while_revalidate=stale_while_revalidate,
         )
-        conf = prepare(config, template.read_text())
+        if engine == EdgeEngine.VARNISH:
+            run_varnish(config, template, varnishd)
+        binary = find_nginx(nginx)
+        conf = prepare(config, (template or TEMPLATE).read_text())
     except (EdgeMisconfigured, OSError) as exc:
         typer.echo(f"rostra edge: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -221,3 +251,11 @@ def edge(
     )
     command = run_command(binary, conf)
     os.execv(command[0], command)  # noqa: S606 - becoming nginx is the point of this command
+
+
+def run_varnish(config: EdgeConfig, template: Path | None, varnishd: str | None) -> NoReturn:
+    """Becomes varnishd, or raises EdgeMisconfigured/OSError."""
+    # imported here: edge_varnish imports this module
+    from rostra.cli import edge_varnish
+
+    edge_varnish.run(config, (template or edge_varnish.VCL_TEMPLATE).read_text(), varnishd)
