@@ -1,15 +1,21 @@
 """The origin's cost behind the nginx edge, from 10 to 5,000 simulated HLS listeners.
 
 `rostra serve` with a live space and a tone speaker, `rostra edge` in front (Debian's nginx).
-Each simulated listener behaves like a player: its own keep-alive connection to the edge, the
-live playlist once per target duration (1 s, ±10 % jitter), each new segment once, in real time.
+Each simulated listener behaves like a player, on its own keep-alive connection to the edge.
+With `--hls-mode ll` (the default, as the listener page's hls.js plays, and as the rehearsal's
+`LlHlsListener`): one plain playlist read, a start PART-HOLD-BACK behind the live edge, then a
+blocking playlist reload (`_HLS_msn`, `_HLS_part`) for each next part and each part fetched
+once; LL-HLS multiplies a listener's requests (about 8/s), the edge collapses them. With
+`--hls-mode legacy`: the live playlist once per target duration (1 s, ±10 % jitter), each new
+segment once, in real time.
 Per level: the origin's HTTP requests/s (the edge's access log: entries with an upstream address,
 background refreshes included), the CPU of the origin's process tree and of nginx's, errors,
 fetch times through the edge beside a few listeners fetching straight from the origin, and the
 waits nginx's cache lock imposed (a waiter re-checks every 500 ms). The load generator's own lag
 and CPU are recorded: a level where it fell behind is flagged, not blamed on the server.
 
-Run from the repository root:  .venv/bin/python bench/edge.py [--levels 10,100,1000,5000]
+Run from the repository root:
+    .venv/bin/python bench/edge.py [--hls-mode ll|legacy] [--levels 10,100,1000,5000]
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from harness import (
     running_server,
     write_results,
 )
+from rostra.rehearse.hls_player import next_position, parse_live_playlist, parts_after, start_part
 
 # isort: split
 # the tests' helpers, importable once harness has put the repository on sys.path
@@ -59,6 +66,11 @@ BEHIND_LAG_S = 0.25
 BEHIND_CORE_FRACTION = 0.9
 LOG_FLUSH_S = 1.5
 SEGMENT_RE = re.compile(rb"^(seg_\d+\.m4s)$", re.MULTILINE)
+HLS_MODES = ("ll", "legacy")
+# an LL listener that got an error waits this long before asking again
+LL_ERROR_PAUSE_S = 1.0
+# how often the event loop's own lag is sampled (LL listeners have no schedule to be late on)
+LOOP_PROBE_S = 0.05
 
 
 class HttpError(Exception):
@@ -111,6 +123,8 @@ class Tally:
     playlist_s: list[float] = field(default_factory=list)
     segment_s: list[float] = field(default_factory=list)
     lag_s: list[float] = field(default_factory=list)
+    # LL-HLS: wall clock at a part's arrival minus the date-time of its end (its age)
+    part_age_s: list[float] = field(default_factory=list)
 
 
 async def listener(base: str, playlist_path: str, tally: Tally, stop_at: float) -> None:
@@ -132,6 +146,72 @@ async def listener(base: str, playlist_path: str, tally: Tally, stop_at: float) 
             await asyncio.sleep(max(0.0, planned - time.monotonic()))
     finally:
         await connection.close()
+
+
+async def ll_listener(base: str, playlist_path: str, tally: Tally, stop_at: float) -> None:
+    """A low-latency player (hls.js in lowLatencyMode): a plain playlist read, the parts from
+    PART-HOLD-BACK behind the live edge, then a blocking reload for each next part and each new
+    part once, until `stop_at`."""
+    parts = httpx.URL(base)
+    connection = Connection(parts.host, parts.port or 80)
+    folder = playlist_path.rsplit("/", 1)[0]
+    last: tuple[int, int] | None = None
+    path = playlist_path
+    try:
+        while time.monotonic() < stop_at:
+            try:
+                last, path = await ll_round(connection, playlist_path, path, folder, last, tally)
+            except (HttpError, OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                tally.errors[type(exc).__name__ + ": " + str(exc)[:80]] += 1
+                await connection.close()
+                await asyncio.sleep(LL_ERROR_PAUSE_S)
+    finally:
+        await connection.close()
+
+
+async def ll_round(
+    connection: Connection,
+    playlist_path: str,
+    path: str,
+    folder: str,
+    last: tuple[int, int] | None,
+    tally: Tally,
+) -> tuple[tuple[int, int] | None, str]:
+    """One blocking reload (or the first, plain, read) and the new parts it lists; returns the
+    last part fetched and the next reload's path."""
+    started = time.monotonic()
+    text = await asyncio.wait_for(connection.get(path), REQUEST_TIMEOUT_S)
+    tally.requests += 1
+    tally.playlist_s.append(time.monotonic() - started)
+    playlist = parse_live_playlist(text.decode())
+    if last is None:
+        start = start_part(playlist)
+        if start is None:
+            raise HttpError("the live playlist lists no parts: not LL-HLS")
+        new = parts_after(playlist, (start.sequence_number, start.index - 1))
+    else:
+        new = parts_after(playlist, last)
+    for part in new:
+        started = time.monotonic()
+        await asyncio.wait_for(connection.get(f"{folder}/{part.uri}"), REQUEST_TIMEOUT_S)
+        tally.requests += 1
+        tally.segment_s.append(time.monotonic() - started)
+        if part.program_date_time_s is not None:
+            tally.part_age_s.append(time.time() - part.program_date_time_s - part.duration_s)
+        last = part.position
+    if last is None:
+        return None, playlist_path
+    msn, index = next_position(playlist, last)
+    return last, f"{playlist_path}?_HLS_msn={msn}&_HLS_part={index}"
+
+
+async def probe_loop(tally: Tally, stop_at: float) -> None:
+    """The event loop's lateness, sampled: an LL listener's generator is behind when its
+    loop wakes late."""
+    while time.monotonic() < stop_at:
+        planned = time.monotonic() + LOOP_PROBE_S
+        await asyncio.sleep(LOOP_PROBE_S)
+        tally.lag_s.append(time.monotonic() - planned)
 
 
 async def fetch_round(
@@ -162,25 +242,34 @@ async def run_level(
     through, direct = Tally(), Tally()
     start = time.monotonic()
     stop_at = start + args.ramp_s + args.measure_s
+    play = ll_listener if args.hls_mode == "ll" else listener
     tasks = []
     for index in range(count):
         delay = args.ramp_s * index / count
-        tasks.append(asyncio.create_task(delayed(delay, edge.url, playlist_path, through, stop_at)))
+        tasks.append(
+            asyncio.create_task(delayed(delay, play, edge.url, playlist_path, through, stop_at))
+        )
     for index in range(DIRECT_LISTENERS):
         delay = args.ramp_s * index / DIRECT_LISTENERS
         tasks.append(
-            asyncio.create_task(delayed(delay, origin_url, playlist_path, direct, stop_at))
+            asyncio.create_task(delayed(delay, play, origin_url, playlist_path, direct, stop_at))
         )
     await asyncio.sleep(args.ramp_s)
     measured_from = time.time()
     through.lag_s.clear()  # the ramp's own lag is not the steady state's
+    through.part_age_s.clear()
+    direct.part_age_s.clear()
+    if args.hls_mode == "ll":
+        tasks.append(asyncio.create_task(probe_loop(through, stop_at)))
     await asyncio.gather(*tasks)
     return through, direct, measured_from, time.time()
 
 
-async def delayed(delay_s: float, base: str, path: str, tally: Tally, stop_at: float) -> None:
+async def delayed(
+    delay_s: float, play: Any, base: str, path: str, tally: Tally, stop_at: float
+) -> None:
     await asyncio.sleep(delay_s)
-    await listener(base, path, tally, stop_at)
+    await play(base, path, tally, stop_at)
 
 
 def edge_log(edge: Edge, since: float, until: float) -> dict[str, Any]:
@@ -218,6 +307,7 @@ async def measure_level(
     is_behind = lag.get("p95", 0) > BEHIND_LAG_S or generator_s / wall_s > BEHIND_CORE_FRACTION
     return {
         "listeners": count,
+        "hls_mode": args.hls_mode,
         "window_s": round(window_s, 2),
         "origin_requests_per_s": round(log["origin_requests"] / window_s, 2),
         "origin_cpu_core_pct": round(100 * origin_s / wall_s, 1),
@@ -231,10 +321,12 @@ async def measure_level(
         "through_edge": {
             "segment_fetch_s": percentiles(through.segment_s, (50, 95, 99)),
             "playlist_fetch_s": percentiles(through.playlist_s, (50, 95, 99)),
+            "part_age_s": percentiles(through.part_age_s, (50, 95, 99)),
         },
         "straight_to_origin": {
             "segment_fetch_s": percentiles(direct.segment_s, (50, 95, 99)),
             "playlist_fetch_s": percentiles(direct.playlist_s, (50, 95, 99)),
+            "part_age_s": percentiles(direct.part_age_s, (50, 95, 99)),
         },
         "generator": {
             "start_lag_s": lag,
@@ -300,7 +392,7 @@ def nginx_version() -> str:
 HEADER = (
     f"{'listeners':>9} {'origin req/s':>12} {'origin CPU%':>11} {'edge CPU%':>9} "
     f"{'edge req/s':>10} {'errors':>6} {'seg p95/max edge':>16} {'seg p95/max direct':>18} "
-    f"{'lock waits':>10} {'gen lag p95':>11} {'gen CPU%':>8}"
+    f"{'lock waits':>10} {'gen lag p95':>11} {'gen CPU%':>8} {'part age p50/p95':>16}"
 )
 
 
@@ -313,19 +405,27 @@ def print_level(level: dict[str, Any]) -> None:
     direct_text = f"{seg_direct.get('p95', nan):.3f}/{seg_direct.get('max', nan):.3f}"
     generator = level["generator"]
     flag = "  GENERATOR BEHIND" if generator["is_behind"] else ""
+    age = level["through_edge"]["part_age_s"]
+    age_text = f"{age.get('p50', nan):.3f}/{age.get('p95', nan):.3f}"
     print(
         f"{level['listeners']:>9} {level['origin_requests_per_s']:>12.2f} "
         f"{level['origin_cpu_core_pct']:>11.1f} {level['edge_cpu_core_pct']:>9.1f} "
         f"{level['edge_requests_per_s']:>10.1f} {level['errors']:>6} {edge_text:>16} "
         f"{direct_text:>18} {level['lock_waits']:>10} "
         f"{generator['start_lag_s'].get('p95', float('nan')):>11.3f} "
-        f"{generator['cpu_core_pct']:>8.1f}{flag}"
+        f"{generator['cpu_core_pct']:>8.1f} {age_text:>16}{flag}"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="10,100,1000,5000", help="listener counts, in order")
+    parser.add_argument(
+        "--hls-mode",
+        choices=HLS_MODES,
+        default="ll",
+        help="ll: parts and blocking reloads, as the listener page; legacy: whole segments",
+    )
     parser.add_argument("--ramp-s", type=float, default=4.0, help="listeners join over this")
     parser.add_argument("--measure-s", type=float, default=26.0, help="then measured this long")
     parser.add_argument("--pause-s", type=float, default=3.0, help="rest between levels")
@@ -339,19 +439,28 @@ def main() -> None:
     niceness = prioritize_clients(not args.same_priority)
     started_at = datetime.now(UTC)
     load_at_start = [round(x, 2) for x in os.getloadavg()]
-    print(f"edge bench: levels {args.levels}, {args.ramp_s + args.measure_s:.0f} s each")
+    print(
+        f"edge bench: {args.hls_mode} HLS, levels {args.levels}, "
+        f"{args.ramp_s + args.measure_s:.0f} s each"
+    )
     print(HEADER)
     result = asyncio.run(measure(args))
     result.update(
         load_average_at_start=load_at_start,
         niceness=niceness,
-        settings={"ramp_s": args.ramp_s, "measure_s": args.measure_s, "jitter": JITTER},
+        settings={
+            "ramp_s": args.ramp_s,
+            "measure_s": args.measure_s,
+            "jitter": JITTER,
+            "hls_mode": args.hls_mode,
+        },
         definitions=DEFINITIONS,
     )
     print("\n" + HEADER)
     for level in result["levels"]:
         print_level(level)
-    path = write_results(NAME, result, started_at=started_at)
+    name = NAME if args.hls_mode == "legacy" else f"{NAME}_ll"
+    path = write_results(name, result, started_at=started_at)
     print(f"wrote {path}")
 
 
@@ -363,9 +472,14 @@ DEFINITIONS = {
     "edge_cpu_core_pct": "the same for nginx's master and workers",
     "lock_waits": "requests served from the cache (HIT) that took >= 0.4 s: they waited on "
     "proxy_cache_lock, whose waiters re-check every 500 ms",
-    "segment_fetch_s": "request sent to last body byte, per segment, through the edge and, for "
-    f"{DIRECT_LISTENERS} listeners, straight from the origin",
-    "generator.start_lag_s": "how late a listener started its round against its plan; p95 above "
+    "segment_fetch_s": "request sent to last body byte, per segment (per part with --hls-mode "
+    f"ll), through the edge and, for {DIRECT_LISTENERS} listeners, straight from the origin",
+    "playlist_fetch_s": "the same per playlist; with --hls-mode ll most are blocking reloads, "
+    "held until the next part exists (up to a part, 0.256 s, by design)",
+    "part_age_s": "--hls-mode ll: wall clock when a part arrived minus the date-time of its "
+    "last sample (how long after its making a listener had it)",
+    "generator.start_lag_s": "legacy: how late a listener started its round against its plan; "
+    "ll: how late the event loop woke from a 50 ms sleep; p95 above "
     f"{BEHIND_LAG_S} s or a generator above {BEHIND_CORE_FRACTION:.0%} of a core flags the level",
 }
 

@@ -16,8 +16,13 @@ Figures, over the held part only:
 - what the listeners observed (joins, time to first audio, stalls, server errors), so a figure
   from a run where the server, not the generator, was the limit is seen as such.
 
+With `--hls-mode ll` the users are `rostra.rehearse.ll_users.LlHlsListener`: LL-HLS as the
+listener page plays it (a blocking playlist reload and a part per 0.256 s part, about 8 requests/s
+each instead of about 2); the figures go to `rehearse_capacity_ll.json`.
+
 Run from the repository root:
   .venv/bin/python bench/rehearse_capacity.py [--users 1500] [--ramp-s 15] [--measure-s 30]
+      [--hls-mode legacy|ll]
 """
 
 from __future__ import annotations
@@ -72,7 +77,8 @@ def run_generator(
     """The Locust process, sampled from outside: idle memory, then CPU and memory held."""
     seconds = args.ramp_s + args.measure_s
     command = [sys.executable, "-m", "rostra.rehearse.local_run", base_url, space_id]
-    command += ["--users", f"HlsListener={args.users}", "--seconds", str(seconds)]
+    user_class = "LlHlsListener" if args.hls_mode == "ll" else "HlsListener"
+    command += ["--users", f"{user_class}={args.users}", "--seconds", str(seconds)]
     command += ["--spawn-rate", str(args.users / args.ramp_s), "--idle-s", str(IDLE_S)]
     command += ["--out", str(out)]
     log = out.with_suffix(".log")
@@ -119,6 +125,7 @@ def figures_of(args: argparse.Namespace, generator: dict[str, Any], obs: Observa
     live = [n for _, n in obs.live_series()]
     return {
         "users": args.users,
+        "hls_mode": args.hls_mode,
         "through_edge": not args.no_edge,
         "generator": generator,
         "steps_held": steady.steps,
@@ -192,10 +199,17 @@ def main() -> None:
     parser.add_argument("--ramp-s", type=float, default=15.0)
     parser.add_argument("--measure-s", type=float, default=30.0)
     parser.add_argument("--no-edge", action="store_true", help="listeners go to rostra serve")
+    parser.add_argument(
+        "--hls-mode",
+        choices=("legacy", "ll"),
+        default="legacy",
+        help="legacy: HlsListener (the figure rostra plan reads); ll: LlHlsListener",
+    )
     args = parser.parse_args()
     started_at = datetime.now(UTC)
     figures = measure(args)
-    path = write_results(NAME, figures, started_at=started_at)
+    name = NAME if args.hls_mode == "legacy" else f"{NAME}_ll"
+    path = write_results(name, figures, started_at=started_at)
     print(json.dumps({k: figures[k] for k in list(figures)[:9]}, indent=2))
     print(f"written {path.relative_to(ROOT)}")
 

@@ -79,7 +79,7 @@ def test_edge_egress_counts_measured_segment_playlist_and_header_bytes() -> None
         response_header_bytes=300,
         edge_requests_per_core_s=20_500,
     )
-    inputs = PlanInputs(LISTENERS, heartbeat_s=20, segment_s=1.0, busy_pct=100)
+    inputs = PlanInputs(LISTENERS, heartbeat_s=20, segment_s=1.0, busy_pct=100, hls_mode="legacy")
     plan = make_plan(inputs, units)
 
     # per listener each second: a playlist poll, a segment, a heartbeat every 20 s through the edge
@@ -94,12 +94,48 @@ def test_edge_egress_counts_measured_segment_playlist_and_header_bytes() -> None
     assert plan.line("edge_cores").value == math.ceil(LISTENERS * 2.05 / 20_500)
     assert plan.line("generator_ingress_gbit_s").value == egress.value
 
-    apart = make_plan(PlanInputs(LISTENERS, segment_s=1.0, is_gate_behind_edge=False), units)
+    apart = make_plan(
+        PlanInputs(LISTENERS, segment_s=1.0, is_gate_behind_edge=False, hls_mode="legacy"), units
+    )
     assert apart.line("edge_requests_per_s").value == pytest.approx(LISTENERS * 2.0)
-    richer = make_plan(PlanInputs(LISTENERS, segment_s=1.0, bitrate_kbps=128), units)
+    richer = make_plan(
+        PlanInputs(LISTENERS, segment_s=1.0, bitrate_kbps=128, hls_mode="legacy"), units
+    )
     assert richer.line("listener_kbit_s").value == pytest.approx(
         (13_000 * 128 / 96 + 1_000 + 300 * 2.05) * 8 / 1000
     )
+
+
+def test_low_latency_listeners_ask_a_blocking_reload_and_a_part_per_part() -> None:
+    units = given(
+        segment_bytes=13_000,
+        segment_duration_s=1.0,
+        segment_bitrate_kbps=96,
+        playlist_bytes=1_000,
+        response_header_bytes=300,
+    )
+    inputs = PlanInputs(LISTENERS, heartbeat_s=20, segment_s=1.024, part_s=0.256)
+    assert inputs.hls_mode == "ll"  # as the listener page plays
+    plan = make_plan(inputs, units)
+
+    # 1 / 0.256 blocking reloads + 1 / 0.256 parts + a heartbeat every 20 s: 7.86 requests/s
+    per_listener = 2 / 0.256 + 1 / 20
+    requests = plan.line("edge_requests_per_s")
+    assert requests.value == pytest.approx(LISTENERS * per_listener)
+    assert "assumption --hls-mode ll" in requests.source
+    assert "a blocking playlist reload and a part per part of 0.256 s" in requests.source
+    # the media is the same bytes; a playlist comes with each part, and headers with each answer
+    per_listener_bytes_s = 13_000 + 1_000 / 0.256 + 300 * per_listener
+    assert plan.line("listener_kbit_s").value == pytest.approx(per_listener_bytes_s * 8 / 1000)
+
+    legacy = make_plan(PlanInputs(LISTENERS, heartbeat_s=20, hls_mode="legacy"), units)
+    assert legacy.line("edge_requests_per_s").value == pytest.approx(
+        LISTENERS * (1 + 1 / 1.024 + 1 / 20)
+    )
+    assert "assumption --hls-mode legacy" in legacy.line("edge_requests_per_s").source
+    assert "HLS played low-latency (parts)" in render_text(plan)
+    with pytest.raises(PlanInputError, match="hls_mode"):
+        PlanInputs(LISTENERS, hls_mode="fast")
 
 
 def test_missing_figures_are_reported_unmeasured_not_invented(tmp_path: Path) -> None:

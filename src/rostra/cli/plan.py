@@ -53,6 +53,14 @@ def plan(
             help="Heartbeats pass through the edge (as deploy/nginx routes /api/) or not",
         ),
     ] = True,
+    hls_mode: Annotated[
+        str,
+        typer.Option(
+            "--hls-mode",
+            help="How listeners play HLS: ll (parts and blocking reloads, as the listener page) "
+            "or legacy (a playlist per target duration, whole segments)",
+        ),
+    ] = "ll",
     report: Annotated[
         Path | None,
         typer.Option(
@@ -87,6 +95,7 @@ def plan(
             join_window_s=join_window_s,
             busy_pct=busy_pct,
             is_gate_behind_edge=gate_behind_edge,
+            hls_mode=hls_mode,
         )
         units = load_bench_units(bench_results or find_bench_results())
         if report is not None:

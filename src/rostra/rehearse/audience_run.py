@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from rostra.rehearse.observations import Observations
 
 PROGRESSIVE_KINDS = ("aac", "opus")
+# how a simulated HLS listener plays: low-latency (parts, blocking reload) as the listener
+# page's hls.js does, or as a legacy player (the playlist each target duration, whole segments)
+HLS_MODES = ("ll", "legacy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +27,7 @@ class AudienceSettings:
       starts 3 target durations back).
     - `reactions_per_min`, `hands_per_hour`: an interactive listener's rates (Poisson arrivals).
     - `progressive_kind`: `aac` or `opus` (`stream.aac` / `stream.opus`).
+    - `hls_mode`: `ll` (parts and blocking reloads, as the listener page plays) or `legacy`.
     - `attack_interval_s`: an attacker's pause between attacks; `slow_send_s`: how long a slow
       connection dribbles its request headers.
     - `timeout_s`: every request's connect and read timeout.
@@ -36,6 +40,7 @@ class AudienceSettings:
     reactions_per_min: float = 6.0
     hands_per_hour: float = 30.0
     progressive_kind: str = "aac"
+    hls_mode: str = "ll"
     attack_interval_s: float = 0.5
     slow_send_s: float = 3.0
     timeout_s: float = 10.0
@@ -46,6 +51,8 @@ class AudienceSettings:
             raise ValueError(
                 f"progressive kind {self.progressive_kind!r} is not one of {PROGRESSIVE_KINDS}"
             )
+        if self.hls_mode not in HLS_MODES:
+            raise ValueError(f"HLS mode {self.hls_mode!r} is not one of {HLS_MODES}")
         if self.start_buffer_s <= 0 or self.live_sync_segments < 1:
             raise ValueError("a player needs a positive start buffer and at least one segment")
 

@@ -23,12 +23,26 @@ from locust.env import Environment
 from locust.runners import STATE_STOPPED
 
 from rostra.rehearse.audience_run import AudienceRun, AudienceSettings
+from rostra.rehearse.ll_users import LlHlsListener, LlInteractiveListener
 from rostra.rehearse.locust_wiring import attach, run_of, start_live_sampler
 from rostra.rehearse.observations import Observations
 from rostra.rehearse.users import Attacker, HlsListener, InteractiveListener, ProgressiveListener
 
 USER_CLASSES: dict[str, type[User]] = {
-    cls.__name__: cls for cls in (HlsListener, InteractiveListener, ProgressiveListener, Attacker)
+    cls.__name__: cls
+    for cls in (
+        HlsListener,
+        InteractiveListener,
+        LlHlsListener,
+        LlInteractiveListener,
+        ProgressiveListener,
+        Attacker,
+    )
+}
+# the mix names the legacy players; in `ll` mode (the listener page's) their low-latency kin play
+LL_CLASSES = {
+    HlsListener.__name__: LlHlsListener.__name__,
+    InteractiveListener.__name__: LlInteractiveListener.__name__,
 }
 # users started per second when not given (Locust warns above 100)
 DEFAULT_SPAWN_RATE = 100.0
@@ -161,7 +175,10 @@ def shaped_classes(config: dict[str, Any]) -> list[type[User]]:
     (left out at 0: Locust reads a fixed count of 0 as none)."""
     within_s = float(config.get("join_within_s", 30.0))
     listeners = [name for name in USER_CLASSES if name != "Attacker"]
+    # a worker (no weights) knows every class: the master names those it spawns
     weights: dict[str, int] = config.get("weights", dict.fromkeys(listeners, 1))
+    if "weights" in config and hls_mode(config) == "ll":
+        weights = {LL_CLASSES.get(name, name): weight for name, weight in weights.items()}
     classes: list[type[User]] = []
     for name, weight in weights.items():
         base = USER_CLASSES[name]
@@ -174,6 +191,12 @@ def shaped_classes(config: dict[str, Any]) -> list[type[User]]:
         fixed = {"fixed_count": attackers, "weight": 1, "__module__": Attacker.__module__}
         classes.append(type("Attacker", (Attacker,), fixed))
     return classes
+
+
+def hls_mode(config: dict[str, Any]) -> str:
+    """The run's HLS mode: the scenario's `[audience] hls_mode`, else the settings', else `ll`."""
+    mode = config.get("audience", {}).get("hls_mode") or config.get("settings", {}).get("hls_mode")
+    return str(mode or "ll")
 
 
 def _emit(observations: Observations, **extra: Any) -> None:
@@ -223,7 +246,7 @@ def shaped_main(argv: list[str]) -> int:
     os.nice(GENERATOR_NICE)
     if args.role == "worker":
         return _run_worker(args.master_host, args.master_port)
-    settings = AudienceSettings(**config["settings"])
+    settings = AudienceSettings(**{**config["settings"], "hls_mode": hls_mode(config)})
     environment = Environment(
         user_classes=shaped_classes(config), host=config["host"], shape_class=_shape(config)
     )

@@ -19,6 +19,10 @@ from rostra.rehearse.plan_sources import SERVER_AAC_KBPS, PlanInputError, Units,
 REDIS_BUSY_PCT = 50.0
 BYTES_PER_GB = 1e9
 BITS_PER_GBIT = 1e9
+# how listeners play HLS: `ll` as the listener page's hls.js (a blocking playlist reload and a
+# part per part), `legacy` (a playlist poll per target duration, a segment per segment)
+HLS_MODES = ("ll", "legacy")
+PART_S = 0.256  # the packager's parts: 12 AAC frames of 1,024 samples at 48 kHz
 
 HOW_TO_MEASURE = {
     "listeners_per_generator_core": "run bench/rehearse_capacity.py",
@@ -38,9 +42,20 @@ class PlanInputs:
     join_window_s: float = 300.0
     busy_pct: float = 70.0
     is_gate_behind_edge: bool = True
+    hls_mode: str = "ll"
+    part_s: float = PART_S
 
     def __post_init__(self) -> None:
-        positive = ("listeners", "heartbeat_s", "segment_s", "bitrate_kbps", "join_window_s")
+        if self.hls_mode not in HLS_MODES:
+            raise PlanInputError(f"hls_mode is {self.hls_mode!r}; one of {', '.join(HLS_MODES)}")
+        positive = (
+            "listeners",
+            "heartbeat_s",
+            "segment_s",
+            "bitrate_kbps",
+            "join_window_s",
+            "part_s",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise PlanInputError(f"{name} is {getattr(self, name)}; it must be > 0")
@@ -51,6 +66,18 @@ class PlanInputs:
     def target_duration_s(self) -> int:
         """RFC 8216: the longest segment duration rounded to the nearest integer, at least 1."""
         return max(1, round(self.segment_s))
+
+    @property
+    def playlists_per_s(self) -> float:
+        """A listener's playlist requests/s: a blocking reload per part under LL-HLS, else a
+        poll per target duration."""
+        return 1 / self.part_s if self.hls_mode == "ll" else 1 / self.target_duration_s
+
+    @property
+    def media_per_s(self) -> float:
+        """A listener's media requests/s: a part per part under LL-HLS, else a segment per
+        segment."""
+        return 1 / self.part_s if self.hls_mode == "ll" else 1 / self.segment_s
 
     @property
     def busy(self) -> float:
@@ -95,6 +122,8 @@ class Plan:
                 "join_window_s": self.inputs.join_window_s,
                 "busy_pct": self.inputs.busy_pct,
                 "gate_behind_edge": self.inputs.is_gate_behind_edge,
+                "hls_mode": self.inputs.hls_mode,
+                "part_s": self.inputs.part_s,
             },
             "unit_costs": {
                 key: {"value": fig.value, "source": fig.source}
@@ -199,8 +228,21 @@ SEGMENT_KEYS = ("segment_bytes", "segment_duration_s", "segment_bitrate_kbps")
 
 
 def _requests_per_listener_s(inputs: PlanInputs) -> float:
-    rate = 1 / inputs.target_duration_s + 1 / inputs.segment_s
+    rate = inputs.playlists_per_s + inputs.media_per_s
     return rate + (1 / inputs.heartbeat_s if inputs.is_gate_behind_edge else 0.0)
+
+
+def _player_requests(inputs: PlanInputs) -> str:
+    """What a listener's player asks for, as the edge line says it."""
+    if inputs.hls_mode == "ll":
+        return (
+            "assumption --hls-mode ll, as the listener page's hls.js: a blocking playlist reload "
+            f"and a part per part of {fmt(inputs.part_s)} s"
+        )
+    return (
+        "assumption --hls-mode legacy: a playlist poll per target duration, "
+        f"{inputs.target_duration_s} s + a segment per --segment-s {fmt(inputs.segment_s)} s"
+    )
 
 
 def _listener_bytes_s(inputs: PlanInputs, units: Units) -> tuple[float, str, tuple[str, ...]]:
@@ -218,9 +260,7 @@ def _listener_bytes_s(inputs: PlanInputs, units: Units) -> tuple[float, str, tup
         media = inputs.bitrate_kbps * 1000 / 8
         notes.append(f"input: segments at the nominal --bitrate-kbps {fmt(inputs.bitrate_kbps)}")
     playlist = (
-        units["playlist_bytes"].value / inputs.target_duration_s
-        if "playlist_bytes" in units
-        else 0.0
+        units["playlist_bytes"].value * inputs.playlists_per_s if "playlist_bytes" in units else 0.0
     )
     notes += _cite(units, ["playlist_bytes"])
     header = units.get("response_header_bytes")
@@ -252,8 +292,7 @@ def _edge_lines(inputs: PlanInputs, units: Units) -> list[PlanLine]:
             "requests/s at the edge",
             requests_s,
             "/s",
-            f"input: {fmt(n)} listeners × (a playlist poll per target duration, "
-            f"{inputs.target_duration_s} s + a segment per --segment-s {fmt(inputs.segment_s)} s"
+            f"input: {fmt(n)} listeners × ({_player_requests(inputs)}"
             f"{heartbeats}); the surge adds its joins/s",
         ),
         PlanLine(
@@ -351,7 +390,8 @@ def render_text(plan: Plan) -> str:
     i = plan.inputs
     out = [
         f"Capacity plan for {fmt(i.listeners)} listeners: heartbeats every {fmt(i.heartbeat_s)} s, "
-        f"segments of {fmt(i.segment_s)} s at {fmt(i.bitrate_kbps)} kbit/s, all joining within "
+        f"segments of {fmt(i.segment_s)} s at {fmt(i.bitrate_kbps)} kbit/s, HLS played "
+        f"{'low-latency (parts)' if i.hls_mode == 'll' else 'legacy'}, all joining within "
         f"{fmt(i.join_window_s)} s, cores at most {fmt(i.busy_pct)} % busy",
     ]
     section = ""

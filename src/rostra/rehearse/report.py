@@ -147,17 +147,18 @@ def distributions(observations: Observations) -> dict[str, Any]:
 def unit_costs(
     generator: Generator, total: Second, *, listeners_peak: int, duration_s: float
 ) -> dict[str, float]:
-    """The unit costs this rehearsal measured (docs/rehearse.md): playlist, segment and header
-    bytes as the simulated players received them; the load generator's CPU and memory per
-    simulated listener, when its processes ran here; others are left out."""
+    """The unit costs this rehearsal measured (docs/rehearse.md): playlist, segment (or LL-HLS
+    part) and header bytes as the simulated players received them; the load generator's CPU and
+    memory per simulated listener, when its processes ran here; others are left out."""
     costs: dict[str, float] = {}
     transfer = total.transfer
-    for kind in ("playlist", "segment"):
+    kinds = ("playlist", "segment", "part")  # parts: LL-HLS players
+    for kind in kinds:
         if transfer[f"{kind}:count"]:
             costs[f"{kind}_bytes"] = round(transfer[f"{kind}:body"] / transfer[f"{kind}:count"])
-    answers = transfer["playlist:count"] + transfer["segment:count"]
+    answers = sum(transfer[f"{kind}:count"] for kind in kinds)
     if answers:
-        heads = transfer["playlist:head"] + transfer["segment:head"]
+        heads = sum(transfer[f"{kind}:head"] for kind in kinds)
         costs["response_header_bytes"] = round(heads / answers)
     if listeners_peak <= 0 or duration_s <= 0:
         return costs

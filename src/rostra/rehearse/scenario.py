@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rostra.errors import ScenarioInvalid
+from rostra.rehearse.audience_run import HLS_MODES
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_TONE_HZ = 440.0
@@ -71,6 +72,7 @@ class Audience:
     hls: float = 0.8
     progressive: float = 0.1
     interactive: float = 0.1
+    hls_mode: str = "ll"  # how HLS listeners play: "ll" (parts, as the page) or "legacy"
     curve: tuple[CurvePoint, ...] = (
         CurvePoint(0, 0),
         CurvePoint(120, 1000),
@@ -259,7 +261,7 @@ def _speakers(section: dict[str, Any]) -> SpeakersPlan:
 
 
 def _audience(section: dict[str, Any]) -> Audience:
-    _keys(section, "audience", {"hls", "progressive", "interactive", "curve"})
+    _keys(section, "audience", {"hls", "progressive", "interactive", "hls_mode", "curve"})
     default = Audience()
     mix = {
         kind: _number(section, "audience", kind, getattr(default, kind), low=0, high=1e6)
@@ -268,7 +270,10 @@ def _audience(section: dict[str, Any]) -> Audience:
     if sum(mix.values()) <= 0:
         raise ScenarioInvalid("audience.hls, .progressive and .interactive are all 0: no listener")
     curve = _curve(section["curve"]) if "curve" in section else default.curve
-    return Audience(curve=curve, **mix)
+    hls_mode = _text(section, "audience", "hls_mode", default.hls_mode)
+    if hls_mode not in HLS_MODES:
+        raise ScenarioInvalid(f"audience.hls_mode is {hls_mode!r}; one of {', '.join(HLS_MODES)}")
+    return Audience(curve=curve, hls_mode=hls_mode, **mix)
 
 
 def _curve(points: Any) -> tuple[CurvePoint, ...]:
