@@ -53,6 +53,8 @@ IDLE_S = 4.0  # the Locust process is measured idle (imports done, no user) this
 SAMPLE_S = 0.5
 TARGET_PER_CORE = 1500
 TARGET_KB_PER_LISTENER = 40
+# the rehearsal's own default stall target: stalled time over listening time
+MAX_STALL_RATIO = 0.01
 
 
 def start_speaker(invite_url: str, seconds: float) -> subprocess.Popen[bytes]:
@@ -122,6 +124,10 @@ def figures_of(args: argparse.Namespace, generator: dict[str, Any], obs: Observa
     on_time = args.users * (1 - late_fraction)
     per_core = on_time / generator["cores_used"] if generator["cores_used"] > 0 else 0.0
     kb_each = (generator["held_rss_mb"] - generator["idle_rss_mb"]) * 1024 / args.users
+    # a listener kept on time but starved is no capacity: the players must be fed as well
+    heard_s = steady.played_s + steady.stall_s
+    stall_ratio = steady.stall_s / heard_s if heard_s else 1.0
+    is_fed = stall_ratio <= MAX_STALL_RATIO
     live = [n for _, n in obs.live_series()]
     return {
         "users": args.users,
@@ -136,7 +142,10 @@ def figures_of(args: argparse.Namespace, generator: dict[str, Any], obs: Observa
         "targets": {
             "listeners_per_core": TARGET_PER_CORE,
             "kb_per_listener": TARGET_KB_PER_LISTENER,
-            "is_met": per_core >= TARGET_PER_CORE and kb_each <= TARGET_KB_PER_LISTENER,
+            "stall_ratio_held": round(stall_ratio, 4),
+            "max_stall_ratio": MAX_STALL_RATIO,
+            "is_fed": is_fed,
+            "is_met": is_fed and per_core >= TARGET_PER_CORE and kb_each <= TARGET_KB_PER_LISTENER,
         },
         # per second from the first user: [live, stalls, stall seconds, steps behind]
         "series": [

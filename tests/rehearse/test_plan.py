@@ -255,3 +255,34 @@ def test_unit_overrides_name_their_key_and_value() -> None:
         parse_unit_overrides(["segment_bytes=0"])
     with pytest.raises(PlanInputError, match="must be > 0"):
         PlanInputs(listeners=0)
+
+
+def test_low_latency_plans_read_figures_measured_with_low_latency_players(tmp_path: Path) -> None:
+    def edge(origin_per_s: float) -> dict[str, Any]:
+        level = {"listeners": 100, "origin_requests_per_s": origin_per_s}
+        return {"levels": [level | {"edge_requests_per_s": 700.0, "edge_cpu_core_pct": 5.0}]}
+
+    (tmp_path / "edge.json").write_text(json.dumps(edge(1.45)))
+    (tmp_path / "edge_ll.json").write_text(json.dumps(edge(7.8)))
+    legacy = {"listeners_per_generator_core_on_time": 2_000, "kb_per_listener": 35.0}
+    (tmp_path / "rehearse_capacity.json").write_text(json.dumps(legacy))
+    # an LL run whose players stalled is no capacity figure: the legacy one stays, named as such
+    starved = {
+        "listeners_per_generator_core_on_time": 1_800,
+        "kb_per_listener": 35.6,
+        "targets": {"stall_ratio_held": 0.41, "is_fed": False},
+    }
+    (tmp_path / "rehearse_capacity_ll.json").write_text(json.dumps(starved))
+
+    ll = make_plan(PlanInputs(LISTENERS), load_bench_units(tmp_path, hls_mode="ll"))
+    old = make_plan(PlanInputs(LISTENERS), load_bench_units(tmp_path, hls_mode="legacy"))
+
+    assert ll.line("origin_requests_per_s").value == pytest.approx(7.8)
+    assert ll.line("origin_requests_per_s").source.startswith("edge_ll.json: ")
+    assert old.line("origin_requests_per_s").value == pytest.approx(1.45)
+    assert ll.line("generator_cores").source.startswith("rehearse_capacity.json: ")
+
+    fed = starved | {"targets": {"stall_ratio_held": 0.004, "is_fed": True}}
+    (tmp_path / "rehearse_capacity_ll.json").write_text(json.dumps(fed))
+    ll = make_plan(PlanInputs(LISTENERS), load_bench_units(tmp_path, hls_mode="ll"))
+    assert ll.line("generator_cores").source.startswith("rehearse_capacity_ll.json: ")

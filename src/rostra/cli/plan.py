@@ -97,7 +97,7 @@ def plan(
             is_gate_behind_edge=gate_behind_edge,
             hls_mode=hls_mode,
         )
-        units = load_bench_units(bench_results or find_bench_results())
+        units = load_bench_units(bench_results or find_bench_results(), hls_mode=hls_mode)
         if report is not None:
             units.update(load_report_units(report))
         units.update(parse_unit_overrides(unit or []))

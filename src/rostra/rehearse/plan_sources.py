@@ -133,20 +133,20 @@ def _is_on_time(level: dict[str, Any]) -> bool:
     return isinstance(generator, dict) and generator.get("is_behind") is False
 
 
-def _edge_units(doc: Any) -> dict[str, Figure]:
+def _edge_units(doc: Any, name: str = "edge.json") -> dict[str, Figure]:
     levels = _levels(doc)
     units: dict[str, Figure] = {}
     origin = [v for v in (_num(lv, "origin_requests_per_s") for lv in levels) if v is not None]
     if origin:
         audiences = [_num(lv, "listeners") or 0 for lv in levels]
         span = f"{fmt(min(audiences))}–{fmt(max(audiences))}"
-        source = f"edge.json: levels[].origin_requests_per_s, the most over {span} listeners"
+        source = f"{name}: levels[].origin_requests_per_s, the most over {span} listeners"
         _put(units, "origin_requests_per_s", max(origin), source)
     on_time = [lv for lv in levels if _num(lv, "edge_cpu_core_pct") and _is_on_time(lv)]
     if on_time:
         level = max(on_time, key=lambda lv: _num(lv, "listeners") or 0)
         per_core = _ratio(_num(level, "edge_requests_per_s"), _num(level, "edge_cpu_core_pct"), 100)
-        at = f"edge.json: levels[listeners={fmt(_num(level, 'listeners') or 0)}]"
+        at = f"{name}: levels[listeners={fmt(_num(level, 'listeners') or 0)}]"
         source = f"{at}.edge_requests_per_s / edge_cpu_core_pct"
         _put(units, "edge_requests_per_core_s", per_core, source)
     return units
@@ -187,11 +187,14 @@ def _restart_units(doc: Any) -> dict[str, Figure]:
     return units
 
 
-def _capacity_units(doc: Any) -> dict[str, Figure]:
+def _capacity_units(doc: Any, name: str = "rehearse_capacity.json") -> dict[str, Figure]:
     """Top-level keys of bench/rehearse_capacity.py's file: listeners kept on time per core, and
-    the generator's memory per listener in KiB (its RSS held minus idle, over the users)."""
+    the generator's memory per listener in KiB (its RSS held minus idle, over the users). A run
+    whose players were not fed (`targets.is_fed` false) gives nothing."""
     units: dict[str, Figure] = {}
-    at = "rehearse_capacity.json"
+    if _num(doc, "targets", "stall_ratio_held") is not None and not doc["targets"].get("is_fed"):
+        return units
+    at = name
     key = "listeners_per_generator_core_on_time"
     _put(units, "listeners_per_generator_core", _num(doc, key), f"{at}: {key}")
     kib = _num(doc, "kb_per_listener")
@@ -217,12 +220,23 @@ def _read_json(path: Path) -> Any:
         raise PlanInputError(f"{path}: not a readable JSON file ({exc})") from exc
 
 
-def load_bench_units(results: Path | None) -> dict[str, Figure]:
-    """The unit costs measured by bench/ and kept in its results folder; absent files give none."""
+# measured with low-latency (LL-HLS) players: they win over the legacy files in that mode
+LL_BENCH_READERS: dict[str, Callable[[Any], dict[str, Figure]]] = {
+    "edge_ll.json": lambda doc: _edge_units(doc, "edge_ll.json"),
+    "rehearse_capacity_ll.json": lambda doc: _capacity_units(doc, "rehearse_capacity_ll.json"),
+}
+
+
+def load_bench_units(results: Path | None, *, hls_mode: str = "legacy") -> dict[str, Figure]:
+    """The unit costs measured by bench/ and kept in its results folder; absent files give none.
+    With `hls_mode` "ll", figures measured with LL-HLS players win where they exist."""
     units: dict[str, Figure] = {}
     if results is None:
         return units
-    for name, reader in BENCH_READERS.items():
+    readers = dict(BENCH_READERS)
+    if hls_mode == "ll":
+        readers.update(LL_BENCH_READERS)
+    for name, reader in readers.items():
         if (results / name).is_file():
             units.update(reader(_read_json(results / name)))
     return units
