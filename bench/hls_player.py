@@ -125,6 +125,8 @@ window.startBench = async (url, detector) => {
   node.connect(context.destination);
   const hls = new Hls({ ...HLS_CONFIG });
   window.benchHls = hls;
+  window.benchJumps = [];
+  keepNearLive(hls, Hls, (seconds) => { window.benchJumps.push(seconds); });
   node.port.onmessage = (event) => {
     const receivedMs = Date.now();
     const stamp = context.getOutputTimestamp();
@@ -161,7 +163,7 @@ window.startBench = async (url, detector) => {
 </body></html>
 """
 
-CONFIG_MODULE_IMPORT = "import { HLS_CONFIG } from '/static/player-config.js';"
+CONFIG_MODULE_IMPORT = "import { HLS_CONFIG, keepNearLive } from '/static/player-config.js';"
 EXPORT_RE = re.compile(r"export\s+const\s+HLS_CONFIG\s*=")
 
 
@@ -181,6 +183,8 @@ class Heard:
     stalls_at: list[float]
     errors: list[str]
     latency_when_playing_s: float
+    # jumps to the live sync position the page's keepNearLive made, in seconds skipped
+    jumps_s: list[float] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -240,7 +244,7 @@ class HlsPlayer:
         for page, latency in zip(self._pages, self._latencies, strict=False):
             state = await page.evaluate(
                 "() => ({marks: window.benchMarks, stalls: window.benchStalls,"
-                " errors: window.benchErrors})"
+                " errors: window.benchErrors, jumps: window.benchJumps || []})"
             )
             results.append(
                 Heard(
@@ -248,6 +252,7 @@ class HlsPlayer:
                     stalls_at=[t / 1000 for t in state["stalls"]],
                     errors=state["errors"],
                     latency_when_playing_s=latency,
+                    jumps_s=[float(j) for j in state["jumps"]],
                 )
             )
         return results

@@ -262,6 +262,7 @@ def _hls_figures(sent: list[Mark], heard: list[Heard], player: HlsPlayer) -> dic
             buffered_ahead_at_marks_s=percentiles([m["buffered_ahead_s"] for m in page.marks]),
             playback_rates_seen=sorted({m["playback_rate"] for m in page.marks}),
             stalls_total=len(page.stalls_at),
+            jumps_to_live_s=[round(j, 3) for j in page.jumps_s],
             stalls_while_marks_played=sum(
                 first <= t <= last + STALL_WINDOW_AFTER_LAST_MARK_S for t in page.stalls_at
             ),

@@ -174,6 +174,17 @@ def test_listener_page_plays_live_program(
     assert measured["advanced"] > 2.0, f"media time advanced only {measured['advanced']:.2f} s"
     assert measured["peak"] > 0.005, f"no audio energy while Ada talks: {measured}"
     assert listener.get_attribute("#play", "aria-label") == "Pause"
+    # a player that finds itself seconds behind live (as after a cache's stale first playlist)
+    # jumps back near the live edge instead of staying behind for the whole session
+    behind_s = 3.0
+    back_at = listener.evaluate(
+        "(s) => { const a = document.getElementById('player'); a.currentTime -= s;"
+        " return a.currentTime; }",
+        behind_s,
+    )
+    time.sleep(3.0)
+    advanced = listener.evaluate("() => document.getElementById('player').currentTime") - back_at
+    assert advanced > 3.0 + behind_s / 2, f"still behind: advanced {advanced:.2f} s in 3 s"
     assert listener.inner_text("#listeners").isdigit()
     assert listener.inner_text("#stream-listeners").isdigit()
     assert listener.get_attribute("#aac-link", "href") == space["stream_url"]

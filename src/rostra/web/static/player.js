@@ -1,7 +1,7 @@
 // Plays a space's program: live HLS or the replay, with hls.js where the browser has Media Source
 // Extensions and with native HLS otherwise (Safari on iOS). One <audio> element, one source at a
 // time; a fatal network error is retried with backoff, a media error recovered once.
-import { HLS_CONFIG } from './player-config.js';
+import { HLS_CONFIG, keepNearLive } from './player-config.js';
 
 const HLS_TYPE = 'application/vnd.apple.mpegurl';
 const RETRY_FIRST_MS = 1000;
@@ -66,6 +66,7 @@ export class ProgramPlayer {
     hls.on(Hls.Events.FRAG_BUFFERED, () => {
       this.retryMs = RETRY_FIRST_MS;
     });
+    keepNearLive(hls, Hls);
     hls.on(Hls.Events.ERROR, (_event, data) => {
       if (data.fatal) this.recover(hls, data);
     });
