@@ -895,8 +895,8 @@ def targets(args: argparse.Namespace) -> list[Target]:
                 Target("new", "the working tree's server, workers at their default niceness", env)
             )
             chosen.append(
-                Target("new-same-priority", "the working tree's server, ROSTRA_WORKER_NICE=0",
-                       {**env, "ROSTRA_WORKER_NICE": "0"})
+                Target("new-niced", "the working tree's server, ROSTRA_WORKER_NICE=5",
+                       {**env, "ROSTRA_WORKER_NICE": "5"})
             )  # fmt: skip
         else:
             chosen.append(

@@ -64,8 +64,11 @@ class Settings:
     # this WHIP port on the bind address)
     whip_port: int = 0
     whip_public_url: str = ""
-    # listener workers yield the CPU to the origin on a shared machine (0: same priority)
-    worker_nice: int = 5
+    # niceness of the listener workers (0: the origin's priority). bench/isolation.py measured
+    # a lower priority hurting the speakers under a listener flood (speaker-to-speaker p95 +40
+    # to +59 ms niced at 5, +4 to +5 ms at 0; not yet explained, the origin's feed to niced
+    # workers is the first suspect)
+    worker_nice: int = 0
     # the listener side is bounded: connections per worker, time to send request headers,
     # progressive-stream listeners per worker
     max_connections: int = 4_000
