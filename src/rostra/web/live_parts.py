@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from rostra.errors import PlaylistWaitersFull
 from rostra.media.hls.ll_playlist import LiveEdge, live_edge
+
+log = logging.getLogger(__name__)
 
 # a part lasts 256 ms: 20 ms of polling adds at most a tenth of one to the latency
 POLL_S = 0.02
@@ -74,8 +77,15 @@ class LiveParts:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
+        try:
+            edge = live_edge(data.decode("utf-8", "replace"))
+        except ValueError as error:
+            # a playlist this worker cannot read is answered as absent (404, or a blocking reload
+            # that times out), never a 500, and the watcher that reads it keeps running
+            log.warning("live playlist unreadable", extra={"path": str(path), "error": str(error)})
+            return None
         etag = '"' + hashlib.blake2b(data, digest_size=_ETAG_BYTES).hexdigest() + '"'
-        snapshot = PlaylistSnapshot(data, etag, live_edge(data.decode("utf-8", "replace")), version)
+        snapshot = PlaylistSnapshot(data, etag, edge, version)
         if len(self._snapshots) >= MAX_SNAPSHOTS:
             # a worker serves many spaces over its life: keep those someone waits for
             self._snapshots = {p: s for p, s in self._snapshots.items() if p in self._watches}
