@@ -18,6 +18,10 @@ ENV_PREFIX = "ROSTRA_"
 SECRET_BYTES = 32
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"
+# the Opus bitrate the WHIP answer asks speakers for: below 16 kbit/s speech loses its top band,
+# above 256 kbit/s mono gains nothing audible
+MIN_SPEAKER_BITRATE_KBPS = 16
+MAX_SPEAKER_BITRATE_KBPS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +44,8 @@ class Settings:
     turn_secret: str = ""
     turn_ttl_s: int = 3600
     max_voices: int = 13
+    # the Opus average bitrate a speaker's WHIP answer asks for (mono, full band, in-band FEC)
+    speaker_bitrate_kbps: int = 64
     max_sdp_bytes: int = 64 * 1024
     live_window_segments: int = 6
     log_level: str = "info"
@@ -102,6 +108,14 @@ class Settings:
     ingest_drop_rate: float = 0.0
     ingest_drop_seed: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not MIN_SPEAKER_BITRATE_KBPS <= self.speaker_bitrate_kbps <= MAX_SPEAKER_BITRATE_KBPS:
+            raise ValueError(
+                "speaker_bitrate_kbps (ROSTRA_SPEAKER_BITRATE_KBPS) is"
+                f" {self.speaker_bitrate_kbps}; it must be {MIN_SPEAKER_BITRATE_KBPS}"
+                f" to {MAX_SPEAKER_BITRATE_KBPS} kbit/s"
+            )
 
     @property
     def base_url(self) -> str:

@@ -62,6 +62,10 @@ def test_space_lifecycle_from_the_command_line(server: Server) -> None:
     minted = json.loads(invite.stdout)
     assert minted["speaker_invite_url"].startswith(f"{server.url}/speak/{sid}?invite=")
     assert minted["expires_at"].endswith("Z")
+    assert minted["studio"] is False
+    studio = json.loads(rostra("space", "invite", sid, "--studio", server=server).stdout)
+    assert studio["studio"] is True
+    assert studio["speaker_invite_url"].endswith("#studio")
 
     started = json.loads(rostra("space", "start", sid, server=server).stdout)
     assert started["status"] == "live"

@@ -9,7 +9,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 from rostra.media.ice import restrict_ice_host_addresses
-from rostra.media.ingest import JITTER_BUFFER_ATTRIBUTE, JitterHook, hook_receiver
+from rostra.media.ingest import JITTER_BUFFER_ATTRIBUTE, JitterHook, PacketDropper, hook_receiver
 from rostra.media.jitter import JitterBuffer
 from rostra.rehearse.speaker import PcmTrack, tone
 
@@ -45,3 +45,35 @@ async def test_every_received_packet_reaches_rostras_jitter_buffer() -> None:
     heard = [f for f in frames if f is not None]
     assert len(heard) >= 50
     assert max(float(np.max(np.abs(f))) for f in heard) > 0.1
+
+
+async def test_simulated_loss_is_reported_to_the_sender_as_network_loss_would_be() -> None:
+    """The dropper strikes before aiortc's receive statistics, so RTCP receiver reports carry
+    the loss back to the sender (a browser's Opus encoder adds in-band FEC only for that)."""
+    restrict_ice_host_addresses(["127.0.0.1"])
+    local = RTCConfiguration(iceServers=[])
+    sender, receiver = RTCPeerConnection(local), RTCPeerConnection(local)
+    sender.addTransceiver(PcmTrack(tone(440, 6)), direction="sendonly")
+    hook = JitterHook(JitterBuffer(), dropper=PacketDropper(0.2, seed=7))
+    await sender.setLocalDescription(await sender.createOffer())
+    await receiver.setRemoteDescription(sender.localDescription)
+    hook_receiver(receiver.getTransceivers()[0].receiver, hook)
+    await receiver.setLocalDescription(await receiver.createAnswer())
+    await sender.setRemoteDescription(
+        RTCSessionDescription(receiver.localDescription.sdp, "answer")
+    )
+    reported_lost = 0
+    for _ in range(60):  # receiver reports come every 0.5-1.5 s
+        await asyncio.sleep(0.1)
+        report = await sender.getStats()
+        reported_lost = max(
+            [reported_lost]
+            + [s.packetsLost for s in report.values() if s.type == "remote-inbound-rtp"]
+        )
+        if reported_lost >= 5 and hook.stats.dropped_by_test >= 5:
+            break
+    await sender.close()
+    await receiver.close()
+    assert hook.stats.dropped_by_test >= 5, hook.stats
+    assert reported_lost >= 5, (reported_lost, hook.stats)
+    assert hook.stats.packets >= 2 * hook.stats.dropped_by_test  # what arrived reached the buffer

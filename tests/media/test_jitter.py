@@ -8,78 +8,38 @@ from __future__ import annotations
 
 import itertools
 import random
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
-import av
 import numpy as np
 import pytest
-from aiortc.jitterbuffer import JitterBuffer as StockJitterBuffer
-from aiortc.rtp import RtpPacket
 
-from rostra.media.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, Pcm, rms_dbfs
-from rostra.media.jitter import FrameSource, JitterBuffer, PlayoutFrame
+from rostra.media.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, Pcm
+from rostra.media.jitter import FrameSource, JitterBuffer
 from rostra.media.opus import OpusDecoder, OpusError
-
-SPEECH = (
-    "Good evening, and welcome to the show. Tonight we talk about the history of radio: "
-    "how a single voice could reach millions of people, and what that means for us today. "
-    "Our first guest has spent twenty years building transmitters high in the mountains."
+from tests.media.jitter_playout import (
+    FRAME_MS,
+    encode,
+    longest_run,
+    lossy_arrivals,
+    on_time,
+    play_with_loss,
+    playout,
+    rtp,
+    simulate,
+    speech_pcm,
+    stock_delivered,
+    straight_decode,
 )
-FEC_OPTIONS = {"fec": "1", "packet_loss": "5"}
-FRAME_MS = 20
-SEQUENCE_BASE = 65_500  # wraps to 0 after 36 packets
-TIMESTAMP_BASE = 2**32 - 2 * SAMPLE_RATE_HZ  # wraps after 2 s
-ACTIVE_DBFS = -40.0  # a source frame louder than this is speech, not a pause
-LOSS_RATE = 0.03
+
 DEFAULT_TARGET_DELAY_MS = 40
 END_FADE_FRAMES = 3  # the default 60 ms stall fade after a stream's last packet
-
-Arrival = tuple[float, int]  # (arrival time in ms, packet index)
-
-
-def resample_to_program_rate(path: Path) -> Pcm:
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE_HZ)
-    chunks: list[Pcm] = []
-    with av.open(str(path)) as container:
-        for frame in container.decode(audio=0):
-            chunks += [out.to_ndarray()[0] for out in resampler.resample(frame)]
-    chunks += [out.to_ndarray()[0] for out in resampler.resample(None)]
-    return np.concatenate(chunks).astype(np.float32)
-
-
-def encode(pcm: Pcm, frame_ms: int = FRAME_MS) -> list[bytes]:
-    encoder = av.CodecContext.create("libopus", "w")
-    encoder.sample_rate = SAMPLE_RATE_HZ
-    encoder.layout = "mono"
-    encoder.format = "flt"
-    encoder.options = {"frame_duration": str(frame_ms), **FEC_OPTIONS}
-    encoder.open()
-    packets: list[bytes] = []
-    for start in range(0, pcm.size - FRAME_SAMPLES + 1, FRAME_SAMPLES):
-        frame = av.AudioFrame.from_ndarray(
-            pcm[None, start : start + FRAME_SAMPLES].copy(), format="flt", layout="mono"
-        )
-        frame.sample_rate = SAMPLE_RATE_HZ
-        frame.pts = start
-        packets += [bytes(packet) for packet in encoder.encode(frame)]
-    packets += [bytes(packet) for packet in encoder.encode(None)]
-    return packets
-
-
-def straight_decode(packets: Iterable[bytes]) -> list[Pcm]:
-    with OpusDecoder() as decoder:
-        return [decoder.decode(packet) for packet in packets]
 
 
 @pytest.fixture(scope="module")
 def speech(tmp_path_factory: pytest.TempPathFactory) -> Pcm:
-    wav = tmp_path_factory.mktemp("speech") / "speech.wav"
-    subprocess.run(["espeak-ng", "-w", str(wav), SPEECH], check=True, timeout=30)
-    return resample_to_program_rate(wav)
+    return speech_pcm(tmp_path_factory.mktemp("speech"))
 
 
 @pytest.fixture(scope="module")
@@ -90,63 +50,6 @@ def packets(speech: Pcm) -> list[bytes]:
 @pytest.fixture(scope="module")
 def reference(packets: list[bytes]) -> list[Pcm]:
     return straight_decode(packets)
-
-
-def rtp(index: int, samples_per_packet: int = FRAME_SAMPLES) -> tuple[int, int]:
-    return SEQUENCE_BASE + index, TIMESTAMP_BASE + index * samples_per_packet
-
-
-def on_time(count: int, packet_ms: float = FRAME_MS) -> list[Arrival]:
-    return [(index * packet_ms, index) for index in range(count)]
-
-
-def simulate(
-    buffer: JitterBuffer,
-    packets: Sequence[bytes],
-    arrivals: Iterable[Arrival],
-    *,
-    pops: int,
-    header: Callable[[int], tuple[int, int]] = rtp,
-    depths_ms: list[float] | None = None,
-) -> list[PlayoutFrame | None]:
-    """Pop once every 20 ms of simulated time, pushing every packet that arrived by then."""
-    pending = sorted(arrivals, key=lambda arrival: arrival[0])
-    frames: list[PlayoutFrame | None] = []
-    next_arrival = 0
-    for tick in range(pops):
-        while next_arrival < len(pending) and pending[next_arrival][0] <= tick * FRAME_MS:
-            index = pending[next_arrival][1]
-            buffer.push(*header(index), packets[index])
-            next_arrival += 1
-        frames.append(buffer.pop_frame())
-        if depths_ms is not None:
-            depths_ms.append(buffer.stats.depth_ms)
-    return frames
-
-
-def playout(frames: Sequence[PlayoutFrame | None], count: int) -> list[PlayoutFrame]:
-    """The `count` frames from the start of playback: frame k carries packet k."""
-    start = next(index for index, frame in enumerate(frames) if frame is not None)
-    played = frames[start : start + count]
-    assert all(frame is not None for frame in played)
-    return [frame for frame in played if frame is not None]
-
-
-def missing_frames(played: Sequence[PlayoutFrame], reference: Sequence[Pcm]) -> list[bool]:
-    """Frames not decoded (or FEC-rebuilt) from the packet while the source was speaking."""
-    return [
-        frame.source not in (FrameSource.DECODED, FrameSource.RECOVERED)
-        and rms_dbfs(source) > ACTIVE_DBFS
-        for frame, source in zip(played, reference, strict=True)
-    ]
-
-
-def longest_run(flags: Sequence[bool]) -> int:
-    longest = run = 0
-    for flag in flags:
-        run = run + 1 if flag else 0
-        longest = max(longest, run)
-    return longest
 
 
 def correlation(a: Sequence[Pcm], b: Sequence[Pcm]) -> float:
@@ -175,19 +78,12 @@ def test_lossless_stream_plays_exactly_the_straight_decode(
 def test_three_percent_loss_leaves_at_most_3_5_percent_missing_and_no_gap_over_60_ms(
     packets: list[bytes], reference: list[Pcm], seed: int
 ) -> None:
-    rng = random.Random(seed)
-    # the first packet always arrives, so playback starts with it and frame k carries packet k
-    kept = [
-        arrival for arrival in on_time(len(packets)) if arrival[1] == 0 or rng.random() >= LOSS_RATE
-    ]
-    buffer = JitterBuffer()
-    played = playout(simulate(buffer, packets, kept, pops=len(packets) + 10), len(packets))
-
-    missing = missing_frames(played, reference)
+    loss = play_with_loss(packets, reference, seed)
+    kept, played, missing = loss.kept, loss.played, loss.missing
     assert sum(missing) / len(played) <= 0.035
     assert longest_run(missing) * FRAME_MS <= 60
     sources = [frame.source for frame in played]
-    stats = buffer.stats
+    stats = loss.stats
     assert stats.lost == len(packets) - len(kept)
     assert stats.recovered == sources.count(FrameSource.RECOVERED) > 0
     assert stats.concealed == sources.count(FrameSource.CONCEALED)
@@ -200,19 +96,8 @@ def test_three_percent_loss_leaves_at_most_3_5_percent_missing_and_no_gap_over_6
 
 
 def test_stock_aiortc_buffer_would_lose_far_more_of_the_same_stream(packets: list[bytes]) -> None:
-    rng = random.Random(1)
-    stock = StockJitterBuffer(capacity=16, prefetch=4)  # what aiortc's receiver uses for audio
-    delivered = set()
-    for index in range(len(packets)):
-        if index > 0 and rng.random() < LOSS_RATE:
-            continue
-        sequence, timestamp = rtp(index)
-        packet = RtpPacket(payload_type=111, sequence_number=sequence % 2**16, timestamp=timestamp)
-        packet._data = packets[index]  # type: ignore[attr-defined]  # set by aiortc's depayloader
-        _, frame = stock.add(packet)
-        if frame is not None:
-            delivered.add(frame.timestamp)
-    assert 1 - len(delivered) / len(packets) > 0.10
+    delivered = stock_delivered(packets, lossy_arrivals(len(packets), seed=1))
+    assert 1 - sum(delivered) / len(packets) > 0.10
 
 
 def test_packets_reordered_within_40_ms_play_in_order_without_loss(

@@ -7,11 +7,13 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from rostra.clock import ManualClock
 from rostra.errors import InvalidSdp
+from rostra.media.ice import restrict_ice_host_addresses
 from rostra.media.origin import Origin, SeatClaim
 from rostra.media.sdp_check import check_offer
 
@@ -45,6 +47,35 @@ GOOD_OFFER = "\r\n".join(
         "a=fingerprint:sha-256 B2:61:62:0E:56:EE:2F:8D:C4:02:0C:51:5A:D2:89:E4:7C:91:FD:40:53:B9:"
         "22:D7:70:EB:82:79:61:75:3B:E4",
         "a=setup:actpass",
+        "",
+    ]
+)
+# FFmpeg 8's WHIP muxer (libavformat/whip.c): DTLS server (`setup:passive`, where RFC 8842
+# §5.2 asks an offerer for `actpass`), no candidates (it is the ICE controlling agent and needs
+# the answer's), sendonly, a stereo Opus payload type of its own
+FFMPEG_OFFER = "\r\n".join(
+    [
+        "v=0",
+        "o=FFmpeg 4489045141692799359 2 IN IP4 127.0.0.1",
+        "s=FFmpegPublishSession",
+        "t=0 0",
+        "a=group:BUNDLE 0",
+        "a=extmap-allow-mixed",
+        "a=msid-semantic: WMS",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+        "c=IN IP4 0.0.0.0",
+        "a=ice-ufrag:2d5aed07",
+        "a=ice-pwd:e395920040fd47a79688e083d71a5c50",
+        "a=fingerprint:sha-256 69:B1:E2:84:45:10:BA:0F:06:68:3D:71:12:B4:90:30:33:85:41:79:60:"
+        "B8:4B:BD:A0:B6:7D:D1:5B:43:AB:72",
+        "a=setup:passive",
+        "a=mid:0",
+        "a=sendonly",
+        "a=msid:FFmpeg audio",
+        "a=rtcp-mux",
+        "a=rtpmap:111 opus/48000/2",
+        "a=ssrc:2181876550 cname:FFmpeg",
+        "a=ssrc:2181876550 msid:FFmpeg audio",
         "",
     ]
 )
@@ -263,3 +294,59 @@ def test_a_mutated_offer_gets_an_answer_or_invalid_sdp_at_the_origin(
 async def test_the_good_offer_gets_an_answer_at_the_origin(origin: Origin) -> None:
     assert await _answer_or_invalid(origin, GOOD_OFFER) == "answer"
     assert origin.stage("sdpfuzz00001") == []
+
+
+def test_ffmpeg_whip_offer_is_answered_as_the_dtls_client_with_candidates(origin: Origin) -> None:
+    """FFmpeg's muxer offers to be the DTLS server and brings no candidate: the answer takes the
+    client's side (RFC 8842 §5.3) and gives the candidates FFmpeg's ICE checks go to."""
+    check_offer(FFMPEG_OFFER)
+
+    async def answer() -> str:
+        member, sdp = await origin.connect(
+            "sdpffmpeg001", FFMPEG_OFFER, name="", claim=SeatClaim(role="host")
+        )
+        await origin.disconnect("sdpffmpeg001", member.id)
+        return sdp
+
+    sdp = asyncio.run(asyncio.wait_for(answer(), 30))
+    assert "a=setup:active" in sdp.splitlines()
+    assert any(line.startswith("a=candidate:") for line in sdp.splitlines())
+    assert "a=rtpmap:111 opus/48000/2" in sdp.splitlines()
+
+
+def _sections(sdp: str) -> dict[str, list[str]]:
+    sections: dict[str, list[str]] = {}
+    kind = ""
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            kind = line[2:].split(" ", 1)[0]
+        if kind:
+            sections.setdefault(kind, []).append(line)
+    return sections
+
+
+def test_video_offered_beside_the_voice_is_answered_inactive(origin: Origin) -> None:
+    """OBS's WHIP output always offers its video after its audio: the voice is received, the
+    video is declined, so the origin never receives nor decodes it."""
+
+    async def answer() -> str:
+        restrict_ice_host_addresses(["127.0.0.1"])
+        broadcaster = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        broadcaster.addTransceiver("audio", direction="sendonly")
+        broadcaster.addTransceiver("video", direction="sendonly")
+        await broadcaster.setLocalDescription(await broadcaster.createOffer())
+        try:
+            member, sdp = await origin.connect(
+                "sdpobsvideo1",
+                broadcaster.localDescription.sdp,
+                name="",
+                claim=SeatClaim(role="host"),
+            )
+            await origin.disconnect("sdpobsvideo1", member.id)
+        finally:
+            await broadcaster.close()
+        return sdp
+
+    sections = _sections(asyncio.run(asyncio.wait_for(answer(), 30)))
+    assert "a=inactive" in sections["video"]
+    assert {"a=recvonly", "a=sendrecv"} & set(sections["audio"])

@@ -13,7 +13,14 @@ from typing import Annotated
 import typer
 
 from rostra.cli.supervisor import Supervisor
-from rostra.config import ADMIN_TOKEN_FILE, Settings, load_settings, with_secrets
+from rostra.config import (
+    ADMIN_TOKEN_FILE,
+    MAX_SPEAKER_BITRATE_KBPS,
+    MIN_SPEAKER_BITRATE_KBPS,
+    Settings,
+    load_settings,
+    with_secrets,
+)
 from rostra.log import setup_logging
 from rostra.store.sqlite import DATABASE_NAME, SqliteSpaceStore
 
@@ -67,23 +74,36 @@ def serve(
             "/whip/ to the WHIP port), else the WHIP port [env ROSTRA_WHIP_PUBLIC_URL]"
         ),
     ] = None,
+    speaker_bitrate_kbps: Annotated[
+        int | None,
+        typer.Option(
+            min=MIN_SPEAKER_BITRATE_KBPS,
+            max=MAX_SPEAKER_BITRATE_KBPS,
+            help="Opus bitrate asked of browser speakers (mono, full band, in-band FEC), "
+            "kbit/s; default 64 [env ROSTRA_SPEAKER_BITRATE_KBPS]",
+        ),
+    ] = None,
 ) -> None:
     """SIGTERM or Ctrl-C stops the server and leaves live spaces live: the next start puts them
     back on air. Only `rostra space end` ends a space."""
-    settings = load_settings(
-        {
-            "host": host,
-            "port": port,
-            "data": data,
-            "public_url": public_url,
-            "tls_cert": tls_cert,
-            "tls_key": tls_key,
-            "redis": redis,
-            "workers": workers,
-            "whip_port": whip_port,
-            "whip_public_url": whip_public_url,
-        }
-    )
+    try:
+        settings = load_settings(
+            {
+                "host": host,
+                "port": port,
+                "data": data,
+                "public_url": public_url,
+                "tls_cert": tls_cert,
+                "tls_key": tls_key,
+                "redis": redis,
+                "workers": workers,
+                "whip_port": whip_port,
+                "whip_public_url": whip_public_url,
+                "speaker_bitrate_kbps": speaker_bitrate_kbps,
+            }
+        )
+    except ValueError as exc:  # a setting out of its bounds, from the environment or rostra.toml
+        raise typer.BadParameter(str(exc)) from exc
     settings, created = with_secrets(settings)
     setup_logging(settings.log_level)
     SqliteSpaceStore(settings.data / DATABASE_NAME).close()  # schema made once, up front

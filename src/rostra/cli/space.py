@@ -126,10 +126,20 @@ def invite(
             " holds one, and a new connection with it replaces the old)"
         ),
     ] = None,
+    studio: Annotated[
+        bool,
+        typer.Option(
+            "--studio",
+            help="Open the speak page in studio mode: no noise suppression or automatic gain,"
+            " for a guest on headphones (the guest may still turn it off)",
+        ),
+    ] = False,
     server: ServerOption = None,
 ) -> None:
     """Mint a speaker invite link."""
     body: dict[str, Any] = {}
+    if studio:
+        body["studio"] = True
     if name:
         body["name"] = name
     if uses is not None:

@@ -30,12 +30,17 @@ from rostra.media.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, Pcm, to_stereo_int
 from rostra.media.encode import TIME_BASE
 from rostra.media.ice import IceServer
 from rostra.media.jitter import JitterBuffer
+from rostra.media.opus import OpusDecoder, OpusError
+from rostra.media.sdp_answer import ask_for_full_band_opus
+from rostra.media.whip_compat import decline_all_but_the_voice
 
 log = logging.getLogger(__name__)
 
 JITTER_BUFFER_ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
 RETURN_QUEUE_FRAMES = 10
 ICE_GATHER_TIMEOUT_S = 10.0
+# what the answer asks a speaker's Opus encoder for, unless the origin is told otherwise
+DEFAULT_SPEAKER_BITRATE_BPS = 64_000
 
 
 class PacketDropper:
@@ -53,6 +58,9 @@ class PacketDropper:
 class ReceiveStats:
     packets: int = 0
     dropped_by_test: int = 0
+    # what the speaker sent: Opus payload bytes, and packets carrying in-band FEC (LBRR)
+    payload_bytes: int = 0
+    fec_packets: int = 0
     last_packet_s: float = field(default_factory=time.monotonic)
 
 
@@ -63,15 +71,36 @@ class JitterHook:
         self.jitter = jitter
         self.stats = ReceiveStats()
         self._dropper = dropper
+        # only parses packets (no decoder state is used): apart from the jitter buffer's decoder,
+        # which lives on the mixer's thread
+        self._parser = OpusDecoder()
 
     def add(self, packet: Any) -> tuple[bool, None]:
         self.stats.packets += 1
         self.stats.last_packet_s = time.monotonic()
-        if self._dropper is not None and self._dropper.should_drop():
-            self.stats.dropped_by_test += 1
-            return False, None
-        self.jitter.push(packet.sequence_number, packet.timestamp, bytes(packet._data))
+        payload = bytes(packet._data)
+        self.stats.payload_bytes += len(payload)
+        if self._carries_fec(payload):
+            self.stats.fec_packets += 1
+        self.jitter.push(packet.sequence_number, packet.timestamp, payload)
         return False, None
+
+    @property
+    def dropper(self) -> PacketDropper | None:
+        return self._dropper
+
+    def drops(self) -> bool:
+        """Whether the simulated network loses this packet (counted when it does)."""
+        if self._dropper is None or not self._dropper.should_drop():
+            return False
+        self.stats.dropped_by_test += 1
+        return True
+
+    def _carries_fec(self, payload: bytes) -> bool:
+        try:
+            return self._parser.has_fec(payload)
+        except OpusError:
+            return False  # a corrupt payload: the jitter buffer counts it
 
 
 def hook_receiver(receiver: Any, hook: JitterHook) -> None:
@@ -81,6 +110,21 @@ def hook_receiver(receiver: Any, hook: JitterHook) -> None:
             f"{JITTER_BUFFER_ATTRIBUTE}; update rostra.media.ingest for this aiortc version"
         )
     setattr(receiver, JITTER_BUFFER_ATTRIBUTE, hook)
+    if hook.dropper is not None:
+        _drop_before_statistics(receiver, hook)
+
+
+def _drop_before_statistics(receiver: Any, hook: JitterHook) -> None:
+    """Simulated loss strikes where a network's would: before aiortc counts the packet, so its
+    RTCP receiver reports tell the sender, whose Opus encoder then adds in-band FEC as it would
+    for real loss (libopus writes FEC only for the loss the receiver reports)."""
+    handle = receiver._handle_rtp_packet
+
+    async def handle_unless_lost(packet: Any, arrival_time_ms: int) -> None:
+        if not hook.drops():
+            await handle(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle_unless_lost
 
 
 class ReturnTrack(MediaStreamTrack):
@@ -140,8 +184,10 @@ class WhipConnection:
         ice_servers: Sequence[IceServer],
         dropper: PacketDropper | None,
         on_closed: Callable[[], None],
+        speaker_bitrate_bps: int = DEFAULT_SPEAKER_BITRATE_BPS,
     ) -> None:
         self.jitter = JitterBuffer()
+        self._speaker_bitrate_bps = speaker_bitrate_bps
         self.hook = JitterHook(self.jitter, dropper)
         self.return_track = ReturnTrack(loop)
         self._pc = RTCPeerConnection(_configuration(ice_servers))
@@ -163,6 +209,7 @@ class WhipConnection:
         if not audio:
             raise InvalidSdp("the SDP offer has no audio media section Rostra can receive")
         hook_receiver(audio[0].receiver, self.hook)
+        decline_all_but_the_voice(self._pc.getTransceivers(), audio[0])
         self._pc.addTrack(self.return_track)
         try:
             answer = await self._pc.createAnswer()
@@ -170,7 +217,10 @@ class WhipConnection:
                 await self._pc.setLocalDescription(answer)
         except (ValueError, KeyError) as exc:
             raise InvalidSdp(f"no answer can be made for this offer: {exc}") from exc
-        return str(self._pc.localDescription.sdp)
+        # aiortc keeps the answer it made; only the text sent to the speaker asks for more
+        return ask_for_full_band_opus(
+            str(self._pc.localDescription.sdp), bitrate_bps=self._speaker_bitrate_bps
+        )
 
     async def close(self) -> None:
         if self._is_closed:

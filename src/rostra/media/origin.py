@@ -21,7 +21,12 @@ from rostra.errors import InvalidSdp, InviteSeatsTaken, SpeakerNotFound, StageFu
 from rostra.ids import new_session_id
 from rostra.media.health import PipelineHealth
 from rostra.media.ice import IceServer, client_ice_servers, restrict_ice_host_addresses
-from rostra.media.ingest import PacketDropper, WhipConnection
+from rostra.media.ingest import (
+    DEFAULT_SPEAKER_BITRATE_BPS,
+    PacketDropper,
+    ReceiveStats,
+    WhipConnection,
+)
 from rostra.media.pipeline import SpacePipeline
 from rostra.media.remux import remux_recording
 from rostra.media.sdp_check import check_offer
@@ -48,6 +53,21 @@ WATCH_INTERVAL_S = 2.0
 REMUX_WAIT_S = 20.0
 
 INGEST_COUNTERS = ("received", "lost", "recovered", "concealed", "late", "dropped", "underruns")
+
+
+@dataclass(slots=True)
+class SpeakerReceived:
+    """What a space's speakers sent, as the origin received it: Opus payload bytes, RTP packets,
+    and packets carrying in-band FEC (LBRR)."""
+
+    payload_bytes: int = 0
+    packets: int = 0
+    fec_packets: int = 0
+
+    def add(self, stats: ReceiveStats) -> None:
+        self.payload_bytes += stats.payload_bytes
+        self.packets += stats.packets
+        self.fec_packets += stats.fec_packets
 
 
 @dataclass(slots=True)
@@ -99,8 +119,10 @@ class Origin:
         drop_seed: int = 0,
         clock: Clock | None = None,
         is_self_clocked: bool = True,
+        speaker_bitrate_bps: int = DEFAULT_SPEAKER_BITRATE_BPS,
     ) -> None:
         self._root = media_root
+        self._speaker_bitrate_bps = speaker_bitrate_bps
         self.ice_servers = tuple(IceServer.parse(entry) for entry in ice_servers)
         self._max_voices = max_voices
         self._turn_secret = turn_secret
@@ -116,6 +138,7 @@ class Origin:
         # members whose connection is being set up: they hold their seats meanwhile
         self._pending: dict[str, dict[str, StageMember]] = {}
         self._ingest_totals: dict[str, dict[str, int]] = {}
+        self._received_totals: dict[str, SpeakerReceived] = {}
         self._watchdog: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         restrict_ice_host_addresses(ice_host_addresses)
@@ -210,6 +233,7 @@ class Origin:
             ice_servers=self.client_ice_servers(space_id),
             dropper=dropper,
             on_closed=lambda: self._forget(space_id, session_id),
+            speaker_bitrate_bps=self._speaker_bitrate_bps,
         )
         try:
             answer = await connection.answer(offer_sdp)
@@ -254,6 +278,14 @@ class Origin:
             self._add_counts(totals, session.connection)
         return totals
 
+    def speaker_received(self, space_id: str) -> SpeakerReceived:
+        """What every speaker the space has had sent, as received (test drops included)."""
+        ended = self._received_totals.get(space_id, SpeakerReceived())
+        totals = SpeakerReceived(ended.payload_bytes, ended.packets, ended.fec_packets)
+        for session in self._sessions.get(space_id, {}).values():
+            totals.add(session.connection.hook.stats)
+        return totals
+
     @staticmethod
     def _add_counts(totals: dict[str, int], connection: WhipConnection) -> None:
         stats = connection.jitter.stats
@@ -277,6 +309,8 @@ class Origin:
         session = self._sessions.get(space_id, {}).pop(session_id, None)
         if session is not None:
             self._add_counts(self._ingest_totals.setdefault(space_id, {}), session.connection)
+            received = self._received_totals.setdefault(space_id, SpeakerReceived())
+            received.add(session.connection.hook.stats)
         pipeline = self._pipelines.get(space_id)
         if pipeline is not None:
             pipeline.remove_voice(session_id)
@@ -314,6 +348,7 @@ class Origin:
         await self._close_space(space_id)
         pipeline = self._pipelines.pop(space_id, None)
         self._ingest_totals.pop(space_id, None)
+        self._received_totals.pop(space_id, None)
         if pipeline is None:
             return
         await asyncio.to_thread(pipeline.stop, is_ending=True)

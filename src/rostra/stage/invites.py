@@ -2,7 +2,8 @@
 
 An invite minted with a name is personal: it holds one stage session, and a new connection with it
 replaces the old one. An invite minted without a name is a shared link: it holds at most `seats`
-sessions at once (never the host's seat) and `uses` connections in all.
+sessions at once (never the host's seat) and `uses` connections in all. A studio invite opens the
+speak page in studio mode (for guests on headphones): the link's fragment says so, never the token.
 
 Stage plane.
 """
@@ -35,12 +36,20 @@ MAX_USES = 10_000
 DEFAULT_SEATS = 4
 DEFAULT_HOST_TTL_S = 30 * 24 * 3600
 DEFAULT_MAX_VOICES = 13
+# the invite link's fragment that opens the speak page in studio mode: a fragment stays in the
+# browser (never sent to a server or logged), and the speaker may still change the mode
+STUDIO_FRAGMENT = "studio"
 
 
 @dataclass(frozen=True, slots=True)
 class MintedInvite:
     record: InviteRecord
     token: str
+    is_studio: bool = False
+
+    def link_fragment(self) -> str:
+        """What follows the invite URL: `#studio` for a studio invite, else nothing."""
+        return f"#{STUDIO_FRAGMENT}" if self.is_studio else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +123,7 @@ class InviteService:
         name: str | None = None,
         uses: int | None = None,
         seats: int | None = None,
+        is_studio: bool = False,
     ) -> MintedInvite:
         if uses is not None and not 1 <= uses <= MAX_USES:
             raise InvalidFields(f"uses is {uses}; it must be between 1 and {MAX_USES}")
@@ -132,7 +142,7 @@ class InviteService:
         )
         self._store.add_invite(record)
         token = self._signer.invite_token(space_id, record.id, record.expires_at)
-        return MintedInvite(record=record, token=token)
+        return MintedInvite(record=record, token=token, is_studio=is_studio)
 
     def authorize(self, token: str | None, space_id: str, *, consume: bool) -> Credential:
         """Check a host or invite token for this space; count one use of an invite if asked."""

@@ -57,6 +57,7 @@ def build_origin_services(settings: Settings) -> OriginServices:
         window_segments=settings.live_window_segments,
         drop_rate=settings.ingest_drop_rate,
         drop_seed=settings.ingest_drop_seed,
+        speaker_bitrate_bps=settings.speaker_bitrate_kbps * 1000,
     )
     return OriginServices(
         settings=settings,

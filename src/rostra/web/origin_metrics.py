@@ -1,12 +1,13 @@
 """Prometheus collectors of the origin process: spaces on air, voices, the mixer's clock, dropped
-program frames, speaker packets by fate, and each pipeline's health.
+program frames, speaker packets by fate, what speakers sent (bytes, packets, FEC), and each
+pipeline's health.
 
 Web plane (origin process). Listener workers append this text to their own /metrics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -49,6 +50,7 @@ class OriginCollector(Collector):
             for fate, count in self._origin.ingest_totals(space_id).items():
                 ingest.add_metric([space_id, fate], count)
         yield ingest
+        yield from self._speaker_received(pipelines)
         for space_id, pipeline in pipelines.items():
             voices.add_metric([space_id], pipeline.voice_count)
             late.add_metric([space_id], pipeline.clock_stats.late_ticks)
@@ -65,3 +67,27 @@ class OriginCollector(Collector):
             health = self._origin.health(space_id)
             degraded.add_metric([space_id], 0 if health is None or health.is_ok else 1)
         yield degraded
+
+    def _speaker_received(self, space_ids: Iterable[str]) -> Iterator[CounterMetricFamily]:
+        """What speakers sent, as the origin received it: bitrate and FEC are read from these."""
+        received_bytes = CounterMetricFamily(
+            "rostra_speaker_received_bytes",
+            "Opus payload bytes received from speakers",
+            labels=["space"],
+        )
+        received_packets = CounterMetricFamily(
+            "rostra_speaker_received_packets",
+            "RTP packets received from speakers",
+            labels=["space"],
+        )
+        fec_packets = CounterMetricFamily(
+            "rostra_speaker_fec_packets",
+            "Speaker packets carrying in-band FEC (Opus LBRR) for the packet before",
+            labels=["space"],
+        )
+        for space_id in space_ids:
+            received = self._origin.speaker_received(space_id)
+            received_bytes.add_metric([space_id], received.payload_bytes)
+            received_packets.add_metric([space_id], received.packets)
+            fec_packets.add_metric([space_id], received.fec_packets)
+        yield from (received_bytes, received_packets, fec_packets)

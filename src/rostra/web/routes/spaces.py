@@ -38,6 +38,9 @@ class InviteCreate(BaseModel):
     # a link without a name is shared: it holds at most this many stage seats at once (default
     # 4; at most the stage's voices less the host's seat); a named invite holds one
     seats: int | None = Field(default=None, ge=1)
+    # the link opens the speak page in studio mode (no noise suppression or automatic gain, for
+    # guests on headphones); strict: `"yes"` or 1 is refused, not read as true
+    studio: bool = Field(default=False, strict=True)
 
 
 class HostLinkCreate(BaseModel):
@@ -119,15 +122,19 @@ async def create_invite(space_id: str, request: Request) -> JSONResponse:
     require_admin_or_host(services, request, space_id)
     services.spaces.require_open(space_id)
     body = await read_json(request, InviteCreate, is_optional=True)
-    minted = services.invites.mint(space_id, name=body.name, uses=body.uses, seats=body.seats)
+    minted = services.invites.mint(
+        space_id, name=body.name, uses=body.uses, seats=body.seats, is_studio=body.studio
+    )
+    invite_url = services.speaker_invite_url(space_id, minted.token) + minted.link_fragment()
     return JSONResponse(
         {
             "id": minted.record.id,
-            "speaker_invite_url": services.speaker_invite_url(space_id, minted.token),
+            "speaker_invite_url": invite_url,
             "expires_at": iso_utc(minted.record.expires_at),
             "name": minted.record.name,
             "uses": minted.record.uses_max,
             "seats": minted.record.seats,
+            "studio": minted.is_studio,
         },
         status_code=201,
     )

@@ -1,15 +1,28 @@
 // The microphone: opened with the browser's echo cancellation (speakers hear the others through
 // their own loudspeakers), noise suppression and gain control; and a level meter for it.
+//
+// Studio mode, for guests on headphones, turns all three off: the voice as the microphone hears
+// it. Echo cancellation goes too: headphones leave no echo to cancel, and the canceller's
+// suppressor still dulls a voice whenever the others talk over it.
 
-export const MICROPHONE_CONSTRAINTS = {
-  audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-  video: false,
-};
+export function microphoneConstraints({ isStudio = false } = {}) {
+  const isProcessed = !isStudio;
+  return {
+    audio: {
+      echoCancellation: isProcessed,
+      noiseSuppression: isProcessed,
+      autoGainControl: isProcessed,
+    },
+    video: false,
+  };
+}
+
+export const MICROPHONE_CONSTRAINTS = microphoneConstraints();
 
 const FLOOR_DB = -60;
 const METER_RELEASE = 0.85;
 
-export async function openMicrophone() {
+export async function openMicrophone(options = {}) {
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
     const error = new Error(
       'This browser cannot use a microphone here. Open the page over HTTPS or on localhost.',
@@ -17,7 +30,7 @@ export async function openMicrophone() {
     error.name = 'InsecureContextError';
     throw error;
   }
-  return navigator.mediaDevices.getUserMedia(MICROPHONE_CONSTRAINTS);
+  return navigator.mediaDevices.getUserMedia(microphoneConstraints(options));
 }
 
 // Shows the level of `stream` in `element` (role="meter", its fill sized by --level).

@@ -1,5 +1,6 @@
 // The speaker page: an invite link (…/speak/{id}?invite=TOKEN) puts a person on stage with their
-// microphone; they hear the other speakers and can mute or leave.
+// microphone; they hear the other speakers and can mute or leave. A studio invite (the link ends
+// in #studio) starts with studio mode checked; the speaker chooses before joining.
 import { queryParam, spaceIdFromPath, spaceUrls } from './space-url.js';
 import { StagePanel, panelElements } from './stage-panel.js';
 import { formatWhen, renderStage, renderStatus } from './stage-view.js';
@@ -10,6 +11,9 @@ const NAME_KEY = 'rostra.speaker-name';
 const spaceId = spaceIdFromPath();
 const invite = queryParam('invite');
 const nameField = $('name');
+const studioBox = $('studio');
+// the fragment stays in the browser: the host's choice for this guest, never sent anywhere
+const STUDIO_FRAGMENT = '#studio';
 
 let stageKey = '';
 let status = '';
@@ -35,6 +39,7 @@ const panel = new StagePanel({
   token: invite,
   bindJoin: false,
   getName: () => nameField.value,
+  getMicrophoneOptions: () => ({ isStudio: studioBox.checked }),
   elements: panelElements(),
   onChange: () => {
     stageKey = '';
@@ -90,6 +95,7 @@ $('panel-idle').addEventListener('submit', (event) => {
   panel.join();
 });
 nameField.value = storedName();
+studioBox.checked = window.location.hash === STUDIO_FRAGMENT;
 nameField.addEventListener('change', rememberName);
 $('listen-link').href = spaceUrls(spaceId).listen;
 

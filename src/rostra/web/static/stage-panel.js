@@ -75,9 +75,19 @@ export function panelElements() {
 
 // elements: { join, idle, live, meter, mute, leave, message, remoteAudio, muteNote? }
 export class StagePanel {
-  // bindJoin: false when the page starts join() itself (after checking a form)
-  constructor({ spaceId, token, elements, getName = () => '', onChange = () => {}, bindJoin = true }) {
+  // bindJoin: false when the page starts join() itself (after checking a form);
+  // getMicrophoneOptions: what openMicrophone is given on join (the speak page's studio mode)
+  constructor({
+    spaceId,
+    token,
+    elements,
+    getName = () => '',
+    onChange = () => {},
+    bindJoin = true,
+    getMicrophoneOptions = () => ({}),
+  }) {
     this.spaceId = spaceId;
+    this.getMicrophoneOptions = getMicrophoneOptions;
     this.token = token;
     this.el = elements;
     this.getName = getName;
@@ -134,7 +144,7 @@ export class StagePanel {
     join.disabled = true;
     this.say('Asking for your microphone…');
     try {
-      this.stream = await openMicrophone();
+      this.stream = await openMicrophone(this.getMicrophoneOptions());
       this.say('Connecting to the stage…');
       const [track] = this.stream.getAudioTracks();
       const name = this.getName().trim();
