@@ -146,11 +146,12 @@ def test_voice_level_at_listener_matches_source(server: Server, tmp_path: Path) 
     listener.communicate(timeout=30)
     heard = decode(tmp_path / "aac.wav")
     assert np.count_nonzero(np.abs(heard) > 0.1) > SAMPLE_RATE_HZ, "no tone reached the listener"
-    # the tone is sent at 0.25 full scale (-15.05 dBFS RMS); keep its steady middle
+    # the tone is sent at 0.25 full scale (-15.05 dBFS RMS, -15.05 LUFS at 1 kHz); the leveller
+    # brings it to the program's -16 LUFS within its first second; keep its steady middle
     onset = int(np.argmax(np.abs(heard) > 0.1))
     window = heard[onset + SAMPLE_RATE_HZ : onset + 3 * SAMPLE_RATE_HZ]
     level = rms_db(window)
-    assert abs(level - (-15.05)) <= 1.0, f"tone arrived at {level:.2f} dBFS, sent at -15.05"
+    assert abs(level - (-16.0)) <= 1.0, f"tone arrived at {level:.2f} dBFS, levelled to -16"
 
 
 def test_killed_speaker_leaves_program_continuous(

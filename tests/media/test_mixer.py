@@ -1,11 +1,14 @@
-"""The mixer: program = every voice; mix-minus = everyone but the listener; no clipping."""
+"""The mixer: program = every levelled voice; mix-minus = everyone but the listener; no clipping,
+not even between samples."""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy import signal
 
 from rostra.media.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ
-from rostra.media.loudness import Limiter, db_to_gain
+from rostra.media.leveller import TARGET_LUFS
+from rostra.media.loudness import TRUE_PEAK_CEILING_DBTP, Limiter, db_to_gain
 from rostra.media.mixer import Mixer
 
 T = np.arange(FRAME_SAMPLES) / SAMPLE_RATE_HZ
@@ -56,3 +59,37 @@ def test_silence_when_nobody_speaks() -> None:
     result = Mixer().mix({}, [])
     assert result.program.shape == (FRAME_SAMPLES,)
     assert not np.any(result.program)
+
+
+def test_limiter_holds_the_true_peak_between_samples() -> None:
+    # a 12 kHz sine sampled at 45°: every sample is 3 dB under the waveform's real peak
+    t = np.arange(FRAME_SAMPLES * 10) / SAMPLE_RATE_HZ
+    wave = np.sin(2 * np.pi * 12_000 * t + np.pi / 4).astype(np.float32)
+    assert float(np.max(np.abs(wave))) < db_to_gain(-2.9)
+    limiter = Limiter()
+    out = np.concatenate([limiter.process(f) for f in wave.reshape(-1, FRAME_SAMPLES)])
+    true_peak = float(np.max(np.abs(signal.resample_poly(out[FRAME_SAMPLES:], 4, 1))))
+    assert true_peak <= db_to_gain(TRUE_PEAK_CEILING_DBTP), f"{20 * np.log10(true_peak):.2f} dBTP"
+
+
+def test_mix_minus_carries_the_levelled_voice() -> None:
+    mixer = Mixer()
+    quiet = sine(1000, db_to_gain(-36.0) * np.sqrt(2))  # -36 dBFS RMS, -36 LUFS at 1 kHz
+    silent = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+    for _ in range(250):  # 5 s: the leveller has brought the voice up
+        result = mixer.mix({"a": quiet, "b": silent}, ["a", "b"])
+    program_db = 20 * np.log10(np.sqrt(np.mean(np.square(result.program, dtype=np.float64))))
+    heard_by_b = result.mix_minus["b"]
+    minus_db = 20 * np.log10(np.sqrt(np.mean(np.square(heard_by_b, dtype=np.float64))))
+    assert abs(program_db - TARGET_LUFS) <= 1.0, f"program at {program_db:.2f} dBFS"
+    assert abs(minus_db - program_db) <= 0.1, f"b hears a at {minus_db:.2f}, not {program_db:.2f}"
+
+
+def test_forget_drops_the_voice_leveller() -> None:
+    mixer = Mixer()
+    mixer.mix({"a": sine(300, 0.1)}, ["a"])
+    assert mixer.leveller("a") is not None
+    assert mixer.speaker_count == 1
+    mixer.forget("a")
+    assert mixer.leveller("a") is None
+    assert mixer.speaker_count == 0

@@ -1,6 +1,8 @@
-"""Loudness: a look-ahead-free peak limiter that keeps the summed program from clipping.
+"""Loudness: a look-ahead-free true-peak limiter that keeps the summed program under -1 dBTP.
 
-Media plane. A single voice below the threshold passes untouched, so levels hold end to end.
+Media plane. Peaks are estimated 4x oversampled (ITU-R BS.1770 annex 2), and the limiter aims a
+measured margin below -1 dBTP, since AAC and Opus decoding add overshoot at the listener. A frame
+whose true peak is under the threshold passes untouched. Per-voice loudness is media/leveller.py.
 """
 
 from __future__ import annotations
@@ -8,42 +10,135 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
-from rostra.media.audio import FRAME_DURATION_S, Pcm
+from rostra.media.audio import FRAME_DURATION_S, FRAME_SAMPLES, Pcm
 
-THRESHOLD_DBFS = -1.0
-RELEASE_S = 0.25
+TRUE_PEAK_CEILING_DBTP = -1.0
+# Measured at the listener (tests/e2e/test_loudness.py): limited at -2 dBTP, speech decodes at
+# about -1.5 dBTP from the ADTS stream and -1.8 from Ogg/Opus; limited at -1 dBFS sample peaks, at
+# -0.2 dBTP. So the limiter aims this far under the ceiling.
+CODEC_OVERSHOOT_MARGIN_DB = 1.0
+THRESHOLD_DBFS = TRUE_PEAK_CEILING_DBTP - CODEC_OVERSHOOT_MARGIN_DB
+RELEASE_S = 0.08
+BLOCKS_PER_FRAME = 4  # the limiter's attack acts on 5 ms parts of a 20 ms frame
+OVERSAMPLING = 4
+TAPS_PER_PHASE = 12
+KAISER_BETA = 8.0
 
 
 def db_to_gain(gain_db: float) -> float:
     return float(10.0 ** (gain_db / 20.0))
 
 
+def _interpolation_phases() -> npt.NDArray[np.float64]:
+    """The fractional phases (1/4, 2/4, 3/4) of a windowed-sinc 4x interpolator, one row each."""
+    length = OVERSAMPLING * TAPS_PER_PHASE + 1
+    n = np.arange(length) - length // 2
+    taps = np.sinc(n / OVERSAMPLING) * np.kaiser(length, KAISER_BETA)
+    phases = [taps[phase::OVERSAMPLING][:TAPS_PER_PHASE] for phase in range(1, OVERSAMPLING)]
+    return np.asarray(phases, dtype=np.float64)
+
+
+INTERPOLATION_PHASES = _interpolation_phases()
+HALF_TAPS = TAPS_PER_PHASE // 2
+BLOCK_RAMP = np.linspace(0.0, 1.0, FRAME_SAMPLES // BLOCKS_PER_FRAME)
+INTERPOLATION_BOUND = max(1.0, float(np.max(np.sum(np.abs(INTERPOLATION_PHASES), axis=1))))
+
+
+class TruePeakMeter:
+    """The peak of a stream of frames between the samples too, 4x oversampled, per sub-block of
+    a frame; keeps the last samples of each frame so peaks across a frame boundary are seen."""
+
+    def __init__(self) -> None:
+        self._history = np.zeros(TAPS_PER_PHASE, dtype=np.float64)
+
+    def upper_bound(self, frame: Pcm) -> float:
+        """A bound no interpolated value of `frame` can pass (the sample peak times the largest
+        sum of a phase's taps): when it is under a threshold, the meter need not interpolate."""
+        highest = max(float(np.max(np.abs(frame))), float(np.max(np.abs(self._history))))
+        return highest * INTERPOLATION_BOUND
+
+    def advance(self, frame: Pcm) -> None:
+        """Keeps the frame's last samples without measuring it."""
+        self._history = frame[-TAPS_PER_PHASE:].astype(np.float64)
+
+    def peaks(self, frame: Pcm, blocks: int) -> npt.NDArray[np.float64]:
+        """The true peak of each of `blocks` equal parts of `frame`."""
+        samples = np.concatenate((self._history, frame.astype(np.float64)))
+        self._history = samples[-TAPS_PER_PHASE:]
+        # between[i] interpolates next to samples[i + HALF_TAPS], about frame sample i - HALF_TAPS
+        between = np.abs(np.convolve(samples, INTERPOLATION_PHASES[0], mode="valid"))
+        for phase in INTERPOLATION_PHASES[1:]:
+            np.maximum(between, np.abs(np.convolve(samples, phase, mode="valid")), out=between)
+        size = frame.size // blocks
+        edges = [0, *(HALF_TAPS + size * block for block in range(1, blocks)), between.size]
+        sampled = np.abs(frame).reshape(blocks, size).max(axis=1)
+        inter = [between[edges[b] : edges[b + 1]].max() for b in range(blocks)]
+        return np.asarray(np.maximum(sampled, inter), dtype=np.float64)
+
+
 class Limiter:
-    """Instant attack, exponential release, per 20 ms frame with a linear gain ramp."""
+    """Instant attack on the true peak of each 5 ms part of a frame, exponential release, with a
+    linear gain ramp between parts. Gain is broadband, so the spectrum (sibilants included) keeps
+    its shape; parts this short take only the peak itself down, not the syllable around it.
+    With `is_true_peak=False` it limits sample peaks, for a return no codec margin applies to."""
 
     def __init__(
-        self, threshold_dbfs: float = THRESHOLD_DBFS, release_s: float = RELEASE_S
+        self,
+        threshold_dbfs: float = THRESHOLD_DBFS,
+        release_s: float = RELEASE_S,
+        *,
+        is_true_peak: bool = True,
     ) -> None:
         self._threshold = db_to_gain(threshold_dbfs)
-        self._release = math.exp(-FRAME_DURATION_S / release_s)
+        self._is_true_peak = is_true_peak
+        self._release = math.exp(-FRAME_DURATION_S / BLOCKS_PER_FRAME / release_s)
         self._gain = 1.0
+        self._power_gain = 1.0
+        self._meter = TruePeakMeter()
 
     @property
     def gain(self) -> float:
         return self._gain
 
+    @property
+    def power_gain(self) -> float:
+        """The mean square of the gain over the last frame: 1.0 when it passed untouched."""
+        return self._power_gain
+
     def process(self, frame: Pcm) -> Pcm:
-        peak = float(np.max(np.abs(frame))) if frame.size else 0.0
-        wanted = min(1.0, self._threshold / peak) if peak > 0 else 1.0
-        previous = self._gain
-        # instant attack, exponential release
-        target = wanted if wanted < previous else wanted - (wanted - previous) * self._release
-        self._gain = target
-        if previous == 1.0 and target == 1.0:
+        peaks = self._peaks(frame)
+        if peaks is None:
+            self._power_gain = 1.0
             return frame
-        ramp = np.linspace(previous, target, frame.size, dtype=np.float32)
-        # never let the ramp's start exceed what this frame's peak allows
-        ramp = np.minimum(ramp, np.float32(wanted))
-        out = (frame * ramp).astype(np.float32)
+        if self._gain == 1.0 and float(peaks.max()) <= self._threshold:
+            self._power_gain = 1.0
+            return frame
+        starts, ends, ceilings = [], [], []
+        for peak in peaks.tolist():
+            wanted = min(1.0, self._threshold / peak) if peak > 0 else 1.0
+            previous = self._gain
+            # instant attack, exponential release
+            target = wanted if wanted < previous else wanted - (wanted - previous) * self._release
+            self._gain = target
+            starts.append(previous)
+            ends.append(target)
+            ceilings.append(wanted)
+        start = np.asarray(starts)[:, None]
+        ramps = start + (np.asarray(ends)[:, None] - start) * BLOCK_RAMP
+        # never let a ramp's start exceed what its part's peak allows
+        gains = np.minimum(ramps, np.asarray(ceilings)[:, None]).ravel()
+        self._power_gain = float(np.dot(gains, gains)) / gains.size
+        out: Pcm = (frame * gains).astype(np.float32)
         return np.clip(out, -self._threshold, self._threshold).astype(np.float32)
+
+    def _peaks(self, frame: Pcm) -> npt.NDArray[np.float64] | None:
+        """Each part's peak; None when the gain rests at 1 and no peak can reach the threshold."""
+        if not self._is_true_peak:
+            peaks = np.abs(frame).reshape(BLOCKS_PER_FRAME, -1).max(axis=1)
+            return np.asarray(peaks, dtype=np.float64)
+        if self._gain == 1.0 and self._meter.upper_bound(frame) <= self._threshold:
+            self._meter.advance(frame)
+            return None
+        return self._meter.peaks(frame, BLOCKS_PER_FRAME)
