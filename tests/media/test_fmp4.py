@@ -1,7 +1,9 @@
-"""CMAF fMP4 of AAC-LC: structure, and decoding by PyAV, ffprobe and FFmpeg's HLS demuxer."""
+"""CMAF fMP4 of AAC-LC and of Opus: structure, and decoding by PyAV, ffprobe and FFmpeg's HLS
+demuxer."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import struct
@@ -15,8 +17,15 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from rostra.media.fmp4 import audio_specific_config, init_segment, media_segment
+from rostra.media.encode import OpusEncoder
+from rostra.media.fmp4 import (
+    audio_specific_config,
+    init_segment,
+    media_segment,
+    opus_init_segment,
+)
 from rostra.media.hls import SegmentRef, media_playlist
+from rostra.media.hls.rendition import frames_before_segment
 
 SAMPLE_RATE_HZ = 48_000
 AAC_FRAME_SAMPLES = 1024
@@ -263,3 +272,106 @@ def test_sample_rate_that_the_mp4a_entry_cannot_hold_is_rejected() -> None:
 def test_empty_segment_is_rejected() -> None:
     with pytest.raises(ValueError, match="at least one sample"):
         media_segment(sequence_number=1, base_media_decode_time=0, samples=[], sample_duration=1)
+
+
+# --- Opus in fMP4 ("Encapsulation of Opus in ISO Base Media File Format") -------------------
+OPUS_FRAME_SAMPLES = 960
+OPUS_PRE_SKIP = 312
+
+
+@pytest.fixture(scope="module")
+def opus_packaged() -> Packaged:
+    """The tone through Rostra's Opus encoder, cut where the packager cuts Opus segments."""
+    source = _tone()
+    encoder = OpusEncoder()
+    packets = []
+    for start in range(0, len(source), OPUS_FRAME_SAMPLES):
+        packets += encoder.encode(source[start : start + OPUS_FRAME_SAMPLES])
+    assert all(packet.duration_samples == OPUS_FRAME_SAMPLES for packet in packets)
+    # the flushed packet is one more 20 ms frame (its duration says how much of it is signal)
+    packets += encoder.flush()
+    frames = [packet.data for packet in packets]
+    init = opus_init_segment(channels=1, pre_skip=OPUS_PRE_SKIP, input_sample_rate_hz=48_000)
+    segments = []
+    for index in range(math.ceil(len(frames) / 51.2)):
+        first = frames_before_segment(index, OPUS_FRAME_SAMPLES)
+        last = min(frames_before_segment(index + 1, OPUS_FRAME_SAMPLES), len(frames))
+        segments.append(
+            media_segment(
+                sequence_number=index + 1,
+                base_media_decode_time=first * OPUS_FRAME_SAMPLES,
+                samples=frames[first:last],
+                sample_duration=OPUS_FRAME_SAMPLES,
+            )
+        )
+    return Packaged(init, segments, source)
+
+
+def test_opus_init_segment_has_an_opus_sample_entry_with_its_dops_box() -> None:
+    init = opus_init_segment(channels=1, pre_skip=OPUS_PRE_SKIP, input_sample_rate_hz=48_000)
+    # AudioSampleEntry: reserved, data reference 1, reserved, 1 channel, 16 bits, 48 kHz (16.16)
+    entry = init.index(b"Opus") - 4
+    assert init[entry : entry + 36] == bytes.fromhex(
+        # 8 header + 28 AudioSampleEntry bytes + 19 of dOps
+        "00000037" + b"Opus".hex() + "000000000000" + "0001" + "0000000000000000" + "0001"
+        "0010" + "0000" + "0000" + "bb800000"
+    )
+    # dOps: version 0, 1 output channel, pre-skip 312, input 48000 Hz, gain 0, family 0
+    assert init[entry + 36 :][:19] == bytes.fromhex(
+        "00000013" + b"dOps".hex() + "00" + "01" + "0138" + "0000bb80" + "0000" + "00"
+    )
+    # mdhd: the media timescale is 48 kHz (version 0: created, modified, then the scale)
+    mdhd = init.index(b"mdhd")
+    assert struct.unpack_from(">I", init, mdhd + 4 + 4 + 8)[0] == 48_000
+    assert [box_type for box_type, _, _ in _boxes(init)] == [b"ftyp", b"moov"]
+
+
+def test_opus_segments_decode_with_pyav_and_ffprobe_to_the_tone_and_its_duration(
+    opus_packaged: Packaged, tmp_path: Path
+) -> None:
+    path = tmp_path / "opus.mp4"
+    path.write_bytes(opus_packaged.init + b"".join(opus_packaged.segments))
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        frames = list(container.decode(stream))
+        assert stream.codec_context.name == "opus"
+        assert stream.codec_context.sample_rate == 48_000
+        assert stream.codec_context.channels == 1
+    pts = [frame.pts for frame in frames]
+    # tfdt and 960-sample durations put every packet right after the previous one, at 48 kHz;
+    # the decoder drops the pre-skip that dOps names from the first
+    assert pts == [OPUS_PRE_SKIP] + [index * OPUS_FRAME_SAMPLES for index in range(1, len(pts))]
+    assert frames[0].samples == OPUS_FRAME_SAMPLES - OPUS_PRE_SKIP
+    pcm = np.concatenate([frame.to_ndarray()[0] for frame in frames]).astype(np.float32)
+    _assert_is_the_tone(pcm, opus_packaged.source)
+    probed = json.loads(
+        subprocess.run(
+            ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout
+    )
+    assert probed["streams"][0]["codec_name"] == "opus"
+    packet_count = len(pts)
+    expected_s = packet_count * OPUS_FRAME_SAMPLES / 48_000
+    assert float(probed["format"]["duration"]) == pytest.approx(expected_s, abs=0.021)
+
+
+def test_a_later_opus_segment_decodes_alone_at_its_decode_time(opus_packaged: Packaged) -> None:
+    """A listener joining mid-stream: init plus segment 1 only (frames 52 to 102: it starts at
+    1.024 s rounded up to a 20 ms frame); the decoder warms up over the pre-skip, as at the
+    start."""
+    with av.open(io.BytesIO(opus_packaged.init + opus_packaged.segments[1])) as container:
+        frames = list(container.decode(audio=0))
+    start = frames_before_segment(1, OPUS_FRAME_SAMPLES) * OPUS_FRAME_SAMPLES
+    assert start == 52 * OPUS_FRAME_SAMPLES
+    assert frames[0].pts == start + OPUS_PRE_SKIP
+    assert sum(frame.samples for frame in frames) == 51 * OPUS_FRAME_SAMPLES - OPUS_PRE_SKIP
+
+
+def test_opus_init_segment_refuses_what_mapping_family_0_cannot_carry() -> None:
+    with pytest.raises(ValueError, match="mapping family 0"):
+        opus_init_segment(channels=3, pre_skip=OPUS_PRE_SKIP, input_sample_rate_hz=48_000)
+    with pytest.raises(ValueError, match="pre-skip"):
+        opus_init_segment(channels=1, pre_skip=70_000, input_sample_rate_hz=48_000)

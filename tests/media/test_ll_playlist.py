@@ -210,6 +210,12 @@ def test_live_edge_is_the_last_segment_and_the_last_part() -> None:
     assert not edge.has(14, 0)
 
 
+def test_live_edge_of_the_opus_playlist_reads_its_prefixed_part_names() -> None:
+    text = _playlist().replace('URI="part_', 'URI="opus_part_').replace("seg_", "opus_seg_")
+
+    assert live_edge(text) == LiveEdge(last_segment=12, last_part=(13, 1))
+
+
 def test_ended_playlist_holds_every_request() -> None:
     text = ended_media_playlist(segments=[_segment(3)], target_duration_s=1, init_uri="init.mp4")
     edge = live_edge(text)

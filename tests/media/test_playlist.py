@@ -9,10 +9,13 @@ import pytest
 
 from rostra.media.hls.playlist import (
     SegmentRef,
+    Variant,
     master_playlist,
     media_playlist,
+    multivariant_playlist,
     read_media_playlist,
 )
+from rostra.media.hls.replay import master_text
 
 SEGMENT_DURATION_S = 1.024
 
@@ -41,6 +44,30 @@ def test_master_playlist_names_one_fmp4_variant_with_codecs() -> None:
         "#EXT-X-INDEPENDENT-SEGMENTS\n"
         '#EXT-X-STREAM-INF:BANDWIDTH=104000,CODECS="mp4a.40.2"\n'
         "live.m3u8\n"
+    )
+
+
+def test_live_multivariant_playlist_lists_aac_first_then_opus_with_their_bandwidths() -> None:
+    # AAC-LC first: Safari's native player, other players and ffmpeg start on the first variant
+    # they can play; the listener page picks the Opus one where Media Source plays Opus in MP4
+    assert master_text() == (
+        "#EXTM3U\n"
+        "#EXT-X-VERSION:6\n"
+        "#EXT-X-INDEPENDENT-SEGMENTS\n"
+        '#EXT-X-STREAM-INF:BANDWIDTH=152000,AVERAGE-BANDWIDTH=120000,CODECS="mp4a.40.2"\n'
+        "audio.m3u8\n"
+        '#EXT-X-STREAM-INF:BANDWIDTH=268000,AVERAGE-BANDWIDTH=224000,CODECS="opus"\n'
+        "opus.m3u8\n"
+    )
+
+
+def test_variant_whose_average_exceeds_its_peak_bandwidth_is_rejected() -> None:
+    with pytest.raises(ValueError, match="average bandwidth"):
+        Variant("opus.m3u8", "opus", 100_000, 120_000)
+    with pytest.raises(ValueError, match="at least one variant"):
+        multivariant_playlist([])
+    assert multivariant_playlist([Variant("a.m3u8", "opus", 9)]).endswith(
+        '#EXT-X-STREAM-INF:BANDWIDTH=9,CODECS="opus"\na.m3u8\n'
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,9 @@ def test_listener_page_plays_live_program(
     speaker_on_stage(context, web_server, space, "Ada")
     wait_for_segments(web_server, space["id"])
     listener = console.watch(context.new_page())
+    # the media files the page asks for: which rendition hls.js plays
+    fetched: list[str] = []
+    listener.on("request", lambda request: fetched.append(request.url.split("?")[0]))
 
     listener.goto(space["listen_url"])
     listener.locator("#status[data-status='live']").wait_for()
@@ -174,6 +178,13 @@ def test_listener_page_plays_live_program(
     assert measured["advanced"] > 2.0, f"media time advanced only {measured['advanced']:.2f} s"
     assert measured["peak"] > 0.005, f"no audio energy while Ada talks: {measured}"
     assert listener.get_attribute("#play", "aria-label") == "Pause"
+    # Chromium plays Opus in MP4, so the page took the Opus level and never an AAC segment
+    assert listener.evaluate("() => MediaSource.isTypeSupported('audio/mp4; codecs=\"opus\"')")
+    names = [url.rsplit("/", 1)[-1] for url in fetched if "/live/" in url]
+    assert "opus_init.mp4" in names, names
+    assert any(re.fullmatch(r"opus_(seg|part)_\d{6}(\.\d)?\.m4s", name) for name in names), names
+    aac_media = re.compile(r"init\.mp4|seg_\d{6}\.m4s|part_\d{6}\.\d\.m4s")
+    assert not [name for name in names if aac_media.fullmatch(name)], names
     # a player that finds itself seconds behind live (as after a cache's stale first playlist)
     # jumps back near the live edge instead of staying behind for the whole session
     behind_s = 3.0

@@ -1,4 +1,5 @@
-"""CMAF fragmented MP4 (ISO/IEC 14496-12, 23000-19) for one AAC-LC track: init and media segments.
+"""CMAF fragmented MP4 (ISO/IEC 14496-12, 23000-19) for one audio track, AAC-LC or Opus
+("Encapsulation of Opus in ISO Base Media File Format"): init and media segments.
 
 Media plane: the HLS segmenter writes these bytes around frames the encoder made.
 """
@@ -58,6 +59,13 @@ _FREQUENCY_INDEX_BITS = 4
 _CHANNEL_CONFIGURATION_BITS = 4
 _GA_SPECIFIC_CONFIG_BITS = 3
 
+# the Opus sample entry: its timescale and rate are always 48 kHz, whatever the input rate
+OPUS_TIMESCALE_HZ = 48_000
+_DOPS_VERSION = 0
+_OPUS_MAPPING_FAMILY_MONO_STEREO = 0
+_OPUS_MAX_FAMILY_0_CHANNELS = 2
+_U16_MAX = 0xFFFF
+
 
 def audio_specific_config(sample_rate_hz: int, channels: int) -> bytes:
     """The 2-byte AudioSpecificConfig of AAC-LC with 1024-sample frames (ISO/IEC 14496-3 1.6.2)."""
@@ -86,13 +94,58 @@ def init_segment(
     channel_configuration(channels)
     _check_u32("track_id", track_id, minimum=1)
     _check_u32("next_track_ID", track_id + 1, minimum=2)
+    mp4a = _box(
+        b"mp4a",
+        _audio_sample_entry_fields(channels, sample_rate_hz),
+        _full_box(b"esds", 0, 0, _es_descriptor(audio_specific_config)),
+    )
+    return _init(mp4a, sample_rate_hz, track_id)
+
+
+def opus_init_segment(
+    *, channels: int, pre_skip: int, input_sample_rate_hz: int, track_id: int = 1
+) -> bytes:
+    """ftyp + moov for one Opus track (mapping family 0: mono or stereo) at the 48 kHz timescale,
+    its 'Opus' sample entry carrying a 'dOps' box (Opus in ISOBMFF §4.3.2)."""
+    if not 1 <= channels <= _OPUS_MAX_FAMILY_0_CHANNELS:
+        raise ValueError(f"{channels} channels: mapping family 0 carries 1 or 2")
+    if not 0 <= pre_skip <= _U16_MAX:
+        raise ValueError(f"pre-skip {pre_skip} must be in 0..{_U16_MAX}")
+    _check_u32("input_sample_rate_hz", input_sample_rate_hz, minimum=0)
+    _check_u32("track_id", track_id, minimum=1)
+    _check_u32("next_track_ID", track_id + 1, minimum=2)
+    # Version, OutputChannelCount, PreSkip, InputSampleRate, OutputGain (0 dB), family
+    dops = _box(
+        b"dOps",
+        struct.pack(
+            ">BBHIhB",
+            _DOPS_VERSION,
+            channels,
+            pre_skip,
+            input_sample_rate_hz,
+            0,
+            _OPUS_MAPPING_FAMILY_MONO_STEREO,
+        ),
+    )
+    opus = _box(b"Opus", _audio_sample_entry_fields(channels, OPUS_TIMESCALE_HZ), dops)
+    return _init(opus, OPUS_TIMESCALE_HZ, track_id)
+
+
+def _init(sample_entry: bytes, timescale_hz: int, track_id: int) -> bytes:
     moov = _box(
         b"moov",
         _mvhd(next_track_id=track_id + 1),
-        _trak(audio_specific_config, sample_rate_hz, channels, track_id),
+        _trak(sample_entry, timescale_hz, track_id),
         _box(b"mvex", _trex(track_id)),
     )
     return _box(b"ftyp", _INIT_BRANDS[0], _u32(0), *_INIT_BRANDS) + moov
+
+
+def _audio_sample_entry_fields(channels: int, sample_rate_hz: int) -> bytes:
+    """SampleEntry and AudioSampleEntry fields (ISO/IEC 14496-12 8.5.2, 12.2.3), then boxes."""
+    return struct.pack(">6xH", _DATA_REFERENCE_INDEX) + struct.pack(
+        ">8xHHHHI", channels, _SAMPLE_SIZE_BITS, 0, 0, sample_rate_hz << 16
+    )
 
 
 def media_segment(
@@ -103,7 +156,7 @@ def media_segment(
     sample_duration: int,
     track_id: int = 1,
 ) -> bytes:
-    """styp + moof + mdat carrying `samples` (raw AAC frames, all sync samples).
+    """styp + moof + mdat carrying `samples` (raw AAC frames or Opus packets, all sync samples).
 
     `base_media_decode_time` and `sample_duration` count samples of the track timescale.
     """
@@ -167,7 +220,7 @@ def _mvhd(*, next_track_id: int) -> bytes:
     )
 
 
-def _trak(asc: bytes, sample_rate_hz: int, channels: int, track_id: int) -> bytes:
+def _trak(sample_entry: bytes, sample_rate_hz: int, track_id: int) -> bytes:
     tkhd = _full_box(
         b"tkhd",
         0,
@@ -191,22 +244,16 @@ def _trak(asc: bytes, sample_rate_hz: int, channels: int, track_id: int) -> byte
         _box(
             b"dinf", _full_box(b"dref", 0, 0, _u32(1), _full_box(b"url ", 0, _URL_SELF_CONTAINED))
         ),
-        _stbl(asc, sample_rate_hz, channels),
+        _stbl(sample_entry),
     )
     return _box(b"trak", tkhd, _box(b"mdia", mdhd, hdlr, minf))
 
 
-def _stbl(asc: bytes, sample_rate_hz: int, channels: int) -> bytes:
-    mp4a = _box(
-        b"mp4a",
-        struct.pack(">6xH", _DATA_REFERENCE_INDEX),
-        struct.pack(">8xHHHHI", channels, _SAMPLE_SIZE_BITS, 0, 0, sample_rate_hz << 16),
-        _full_box(b"esds", 0, 0, _es_descriptor(asc)),
-    )
+def _stbl(sample_entry: bytes) -> bytes:
     # A fragmented file keeps every sample in the fragments, so the tables stay empty.
     return _box(
         b"stbl",
-        _full_box(b"stsd", 0, 0, _u32(1), mp4a),
+        _full_box(b"stsd", 0, 0, _u32(1), sample_entry),
         _full_box(b"stts", 0, 0, _u32(0)),
         _full_box(b"stsc", 0, 0, _u32(0)),
         _full_box(b"stsz", 0, 0, _u32(0), _u32(0)),  # sample_size, sample_count

@@ -25,6 +25,7 @@ from rostra.media.codecs import CHANNELS, OPUS_PRE_SKIP_SAMPLES, EncodedPacket
 from rostra.media.encode import AacEncoder, OpusEncoder
 from rostra.media.health import FaultLog, PipelineHealth
 from rostra.media.hls.packager import HlsPackager
+from rostra.media.hls.rendition import OPUS_RENDITION
 from rostra.media.mixer import Mixer
 from rostra.media.ogg import OggPager, opus_head, opus_tags
 
@@ -195,7 +196,16 @@ class SpacePipeline:
         )
         self._program_started_at_s = self._clock.monotonic_s()
         program_queue: queue.Queue[_ProgramItem] = queue.Queue(maxsize=ENCODER_QUEUE_FRAMES)
-        encoder = _ProgramEncoder(self, self._packager)
+        opus_packager = HlsPackager(
+            self.directory,
+            window_segments=self._window,
+            clock=self._clock,
+            on_fault=self._faults.record,
+            rendition=OPUS_RENDITION,
+            first_sequence=self._packager.next_sequence,
+            dated_by=self._packager,
+        )
+        encoder = _ProgramEncoder(self, self._packager, opus_packager)
         self._encoder_thread = threading.Thread(
             target=encoder.run,
             args=(program_queue,),
@@ -338,11 +348,15 @@ class _Codec:
 
 
 class _ProgramEncoder:
-    """The encoder thread's work: AAC into the packager and the ADTS stream, Opus into Ogg."""
+    """The encoder thread's work: AAC into its packager and the ADTS stream, Opus into Ogg and
+    (the same packets, encoded once) into the Opus packager."""
 
-    def __init__(self, pipeline: SpacePipeline, packager: HlsPackager) -> None:
+    def __init__(
+        self, pipeline: SpacePipeline, packager: HlsPackager, opus_packager: HlsPackager
+    ) -> None:
         self._pipeline = pipeline
         self._packager = packager
+        self._opus_packager = opus_packager
         self._aac = _Codec("aac encoder", AacEncoder, pipeline)
         self._opus = _Codec("opus encoder", OpusEncoder, pipeline)
         self._pager = OggPager(OGG_SERIAL)
@@ -353,10 +367,12 @@ class _ProgramEncoder:
         self._pipeline.publish(self._pipeline.opus.set_header, self._ogg_header())
         end = self._encode_until_end(program_queue)
         self._package(self._aac.encode(None))
-        try:
-            self._packager.finish(is_ending=end.is_ending)
-        except Exception as error:  # noqa: BLE001 - supervised: recorded, shown in health()
-            self._pipeline.record_fault("packager", error)
+        self._package(self._opus.encode(None), self._opus_packager)
+        for packager in (self._packager, self._opus_packager):
+            try:
+                packager.finish(is_ending=end.is_ending)
+            except Exception as error:  # noqa: BLE001 - supervised: recorded, shown in health()
+                self._pipeline.record_fault("packager", error)
 
     def _encode_until_end(self, program_queue: queue.Queue[_ProgramItem]) -> _EndOfProgram:
         while True:
@@ -381,7 +397,9 @@ class _ProgramEncoder:
         for packet in packets:
             chunk = adts_frame(packet.data, sample_rate_hz=SAMPLE_RATE_HZ, channels=CHANNELS)
             self._pipeline.publish(self._pipeline.adts.publish, chunk)
-        for packet in self._opus.encode(pcm):
+        opus_packets = self._opus.encode(pcm)
+        self._package(opus_packets, self._opus_packager)
+        for packet in opus_packets:
             self._pending.append(packet.data)
             self._granule += packet.duration_samples
             if len(self._pending) >= OGG_PACKETS_PER_PAGE:
@@ -389,9 +407,9 @@ class _ProgramEncoder:
                 self._pending = []
                 self._pipeline.publish(self._pipeline.opus.publish, page)
 
-    def _package(self, packets: list[EncodedPacket]) -> None:
+    def _package(self, packets: list[EncodedPacket], packager: HlsPackager | None = None) -> None:
         for packet in packets:
             try:
-                self._packager.add(packet)
+                (packager or self._packager).add(packet)
             except Exception as error:  # noqa: BLE001 - supervised: recorded, shown in health()
                 self._pipeline.record_fault("packager", error)

@@ -18,31 +18,39 @@ INIT_NAME = "init.mp4"
 LIVE_PLAYLIST_NAME = "audio.m3u8"
 REPLAY_PLAYLIST_NAME = "replay.m3u8"
 DOWNLOAD_NAME = "audio.m4a"
+# the Opus rendition of the live HLS: the same names with this prefix, its own playlist
+OPUS_PREFIX = "opus_"
+OPUS_INIT_NAME = "opus_init.mp4"
+OPUS_PLAYLIST_NAME = "opus.m3u8"
+OPUS_SEGMENT_NAME_RE = re.compile(r"^opus_seg_(\d{6})\.m4s$")
+OPUS_PART_NAME_RE = re.compile(r"^opus_part_(\d{6})\.(\d)\.m4s$")
 
 
-def segment_name(sequence_number: int) -> str:
-    return f"seg_{sequence_number:06d}.m4s"
+def segment_name(sequence_number: int, *, prefix: str = "") -> str:
+    return f"{prefix}seg_{sequence_number:06d}.m4s"
 
 
-def part_name(sequence_number: int, index: int) -> str:
+def part_name(sequence_number: int, index: int, *, prefix: str = "") -> str:
     """Part `index` of segment `sequence_number`: named after both, so it never changes."""
-    return f"part_{sequence_number:06d}.{index}.m4s"
+    return f"{prefix}part_{sequence_number:06d}.{index}.m4s"
 
 
-def delete_parts(directory: Path, sequence_number: int, *, count: int) -> None:
+def delete_parts(directory: Path, sequence_number: int, *, count: int, prefix: str = "") -> None:
     """Remove the `count` part files of one segment: once it has left the live window no
     playlist names them, and the segment itself stays recorded."""
     for index in range(count):
-        (directory / part_name(sequence_number, index)).unlink(missing_ok=True)
+        (directory / part_name(sequence_number, index, prefix=prefix)).unlink(missing_ok=True)
 
 
-def delete_parts_before(directory: Path, sequence_number: int) -> None:
-    """Remove the part files of every segment numbered below `sequence_number` (those a
-    previous run left behind)."""
+def delete_parts_before(
+    directory: Path, sequence_number: int, *, pattern: re.Pattern[str] = PART_NAME_RE
+) -> None:
+    """Remove the files whose names `pattern` matches (parts by default) of every segment
+    numbered below `sequence_number` (those a previous run left behind)."""
     if not directory.is_dir():
         return
     for entry in directory.iterdir():
-        match = PART_NAME_RE.fullmatch(entry.name)
+        match = pattern.fullmatch(entry.name)
         if match and int(match.group(1)) < sequence_number:
             entry.unlink(missing_ok=True)
 
@@ -71,13 +79,14 @@ def write_durable(path: Path, data: bytes, *, is_durable: bool = True) -> None:
             os.close(directory)
 
 
-def recorded_segments(directory: Path) -> list[int]:
-    """Sequence numbers of the segments on disk, in order."""
+def recorded_segments(directory: Path, *, pattern: re.Pattern[str] = SEGMENT_NAME_RE) -> list[int]:
+    """Sequence numbers of the segments on disk (of the AAC rendition unless `pattern` says
+    otherwise), in order."""
     if not directory.is_dir():
         return []
     numbers = []
     for entry in directory.iterdir():
-        match = SEGMENT_NAME_RE.fullmatch(entry.name)
+        match = pattern.fullmatch(entry.name)
         if match:
             numbers.append(int(match.group(1)))
     return sorted(numbers)

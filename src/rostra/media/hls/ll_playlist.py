@@ -34,8 +34,9 @@ DURATION_DECIMALS = 3
 
 _QUANTUM = Decimal(1).scaleb(-DURATION_DECIMALS)
 _FORBIDDEN_IN_QUOTED_STRING = frozenset('"\r\n')
-# the names the packager gives parts: part_NNNNNN.K.m4s, part K of segment NNNNNN
-_PART_URI_RE = re.compile(r'URI="part_(\d{6})\.(\d+)\.m4s"')
+# the names the packager gives parts: part_NNNNNN.K.m4s, part K of segment NNNNNN, with the
+# rendition's prefix (opus_part_NNNNNN.K.m4s)
+_PART_URI_RE = re.compile(r'URI="(?:[a-z]+_)?part_(\d{6})\.(\d+)\.m4s"')
 
 
 @dataclass(frozen=True, slots=True)

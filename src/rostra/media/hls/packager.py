@@ -1,5 +1,7 @@
-"""The live HLS packager: AAC frames into 1.024 s CMAF segments, written durably, and the live
-playlist (RFC 8216) over a bounded window, continued across restarts of the origin.
+"""The live HLS packager: encoded frames of one rendition (AAC-LC, or Opus) into CMAF segments of
+about 1.024 s, written durably, and its live playlist (RFC 8216) over a bounded window, continued
+across restarts of the origin. Every rendition cuts on the AAC timeline (see rendition.py), so
+segment n of each starts within a frame of the others'.
 
 Media plane. Segment names are immutable; playlists are replaced atomically. A segment that cannot
 be written is counted as lost and the next one is tried again; nothing here ends the program.
@@ -17,23 +19,18 @@ from rostra.clock import Clock, SystemClock
 from rostra.media.audio import SAMPLE_RATE_HZ
 from rostra.media.codecs import (
     AAC_CODECS,
-    AAC_FRAME_SAMPLES,
     BANDWIDTH_BPS,
-    CHANNELS,
-    FRAMES_PER_PART,
     FRAMES_PER_SEGMENT,
-    PART_HOLD_BACK_S,
-    PART_SAMPLES,
-    PART_TARGET_S,
     PARTS_PER_SEGMENT,
     SEGMENT_DURATION_S,
     SEGMENT_SAMPLES,
     TARGET_DURATION_S,
     EncodedPacket,
 )
-from rostra.media.fmp4 import audio_specific_config, init_segment, media_fragment, media_segment
+from rostra.media.fmp4 import media_fragment, media_segment
 from rostra.media.health import FaultSink, describe
 from rostra.media.hls.ll_playlist import (
+    MIN_PART_HOLD_BACK_PARTS,
     PART_LIST_TARGET_DURATIONS,
     PartRef,
     SegmentInProgress,
@@ -41,16 +38,18 @@ from rostra.media.hls.ll_playlist import (
     ll_media_playlist,
 )
 from rostra.media.hls.playlist import SegmentRef, media_playlist, read_media_playlist
+from rostra.media.hls.rendition import (
+    AAC_RENDITION,
+    Rendition,
+    frames_before_part,
+    frames_before_segment,
+)
 from rostra.media.hls.replay import master_text, replay_text, segment_duration_s
 from rostra.media.record import (
-    INIT_NAME,
-    LIVE_PLAYLIST_NAME,
     REPLAY_PLAYLIST_NAME,
     delete_parts,
     delete_parts_before,
-    part_name,
     recorded_segments,
-    segment_name,
     write_durable,
 )
 
@@ -86,6 +85,10 @@ class HlsPackager:
     the previous live playlist's window (unless it ended) stays listed before a discontinuity.
     Date-times come from `clock` at this run's first frame plus the samples since, never earlier
     than the end of the resumed window, so they only go forward.
+
+    `rendition` names the files and sets the frame length; `first_sequence` (the AAC packager's
+    next sequence, for the Opus one) keeps the renditions' sequence numbers equal, and `dated_by`
+    (the AAC packager, fed the same program) its date-times: both count from the same instant.
     """
 
     def __init__(
@@ -95,6 +98,9 @@ class HlsPackager:
         window_segments: int,
         clock: Clock | None = None,
         on_fault: FaultSink | None = None,
+        rendition: Rendition = AAC_RENDITION,
+        first_sequence: int | None = None,
+        dated_by: HlsPackager | None = None,
     ) -> None:
         if window_segments < 1:
             raise ValueError(f"window of {window_segments} segments must hold at least 1")
@@ -102,9 +108,18 @@ class HlsPackager:
         self._window_segments = window_segments
         self._clock = clock or SystemClock()
         self._on_fault = on_fault or _log_fault
+        self._rendition = rendition
         self._lock = threading.Lock()
-        existing = recorded_segments(directory)
-        self._next_sequence = existing[-1] + 1 if existing else 0
+        if first_sequence is None:
+            existing = recorded_segments(directory, pattern=rendition.segment_pattern)
+            first_sequence = existing[-1] + 1 if existing else 0
+        self._next_sequence = first_sequence
+        # where this run is on the AAC timeline: segments cut (written or lost), frames taken,
+        # parts cut of the segment in flight and the first frame of the next part
+        self._run_segments = 0
+        self._run_frames = 0
+        self._part_index = 0
+        self._part_start = 0
         self._window: deque[SegmentRef] = deque()
         self._discontinuity_sequence = 0
         self._resume()
@@ -116,10 +131,11 @@ class HlsPackager:
         # no parts for the segment in flight: one of its names may already hold other bytes
         # (the previous run crashed mid-segment), and a part's name never changes its content
         self._is_part_failed = any(
-            (directory / part_name(self._next_sequence, index)).exists()
+            (directory / rendition.part_name(self._next_sequence, index)).exists()
             for index in range(PARTS_PER_SEGMENT)
         )
         self._anchor: datetime | None = None
+        self._dated_by = dated_by
         self._samples_since_anchor = 0
         self._pending: list[bytes] = []
         self._pending_first_sample = 0
@@ -138,19 +154,41 @@ class HlsPackager:
     def listed_segments(self) -> tuple[SegmentRef, ...]:
         return tuple(self._window)
 
+    @property
+    def next_sequence(self) -> int:
+        """The media sequence number the segment in flight will take."""
+        return self._next_sequence
+
+    @property
+    def rendition(self) -> Rendition:
+        return self._rendition
+
+    @property
+    def anchor(self) -> datetime | None:
+        """The wall-clock time of this run's first sample, once it has one."""
+        return self._anchor
+
     def add(self, packet: EncodedPacket) -> None:
+        """One frame of the rendition (`frame_samples` long); parts and segments are cut at the
+        first frame boundary at or after each AAC part's end."""
         if self._anchor is None:
             self._anchor = self._start_time()
         if not self._pending:
             self._pending_first_sample = self._samples_since_anchor
         self._pending.append(packet.data)
-        self._samples_since_anchor += AAC_FRAME_SAMPLES
-        if len(self._pending) >= FRAMES_PER_SEGMENT:
+        self._samples_since_anchor += self._rendition.frame_samples
+        self._run_frames += 1
+        parts_ending = self._run_segments * PARTS_PER_SEGMENT + self._part_index + 1
+        if self._run_frames < frames_before_part(parts_ending, self._rendition.frame_samples):
+            return
+        if self._part_index + 1 >= PARTS_PER_SEGMENT:
             self._cut()
-        elif len(self._pending) % FRAMES_PER_PART == 0:
-            self._cut_part()
-            if self._window:
-                self._write_live(is_ended=False)
+            return
+        self._cut_part()
+        self._part_index += 1
+        self._part_start = len(self._pending)
+        if self._window:
+            self._write_live(is_ended=False)
 
     def finish(self, *, is_ending: bool) -> None:
         """Write the segment in flight and the live playlist: with `EXT-X-ENDLIST` and the replay
@@ -159,7 +197,7 @@ class HlsPackager:
             self._cut()
         if self._window:
             self._write_live(is_ended=is_ending)
-        if not is_ending:
+        if not is_ending or not self._rendition.is_recorded:
             return
         try:
             replay = replay_text(self._directory)
@@ -178,25 +216,40 @@ class HlsPackager:
         return now
 
     def _pending_date_time(self) -> datetime:
+        if self._dated_by is not None and self._dated_by.anchor is not None:
+            # the other rendition's first sample is this one's: the same program, same instant
+            self._anchor = self._dated_by.anchor
+            self._dated_by = None
         if self._anchor is None:
             self._anchor = self._start_time()
         return self._anchor + timedelta(seconds=self._pending_first_sample / SAMPLE_RATE_HZ)
 
+    def _segment_base(self) -> int:
+        """The decode time of the segment in flight: on the AAC grid (sequence × 1.024 s), plus
+        how far this rendition's cut lies past it (less than one of its frames)."""
+        frame_samples = self._rendition.frame_samples
+        past_grid = (
+            frames_before_segment(self._run_segments, frame_samples) * frame_samples
+            - self._run_segments * SEGMENT_SAMPLES
+        )
+        return self._next_sequence * SEGMENT_SAMPLES + past_grid
+
     def _cut_part(self) -> None:
         """Write the frames since the last part as the next part of the segment in flight."""
-        index = len(self._current_parts)
-        first = index * FRAMES_PER_PART
+        index = self._part_index
+        first = self._part_start
         samples = self._pending[first:]
         if self._is_part_failed or not samples:
             return
         sequence = self._next_sequence
+        frame_samples = self._rendition.frame_samples
         data = media_fragment(
             sequence_number=sequence * PARTS_PER_SEGMENT + index + 1,
-            base_media_decode_time=sequence * SEGMENT_SAMPLES + index * PART_SAMPLES,
+            base_media_decode_time=self._segment_base() + first * frame_samples,
             samples=samples,
-            sample_duration=AAC_FRAME_SAMPLES,
+            sample_duration=frame_samples,
         )
-        name = part_name(sequence, index)
+        name = self._rendition.part_name(sequence, index)
         try:
             self._write_init()
             write_durable(self._directory / name, data, is_durable=False)
@@ -208,7 +261,7 @@ class HlsPackager:
             self._parts.clear()
             self._on_fault(PACKAGER, error)
             return
-        duration_s = len(samples) * AAC_FRAME_SAMPLES / SAMPLE_RATE_HZ
+        duration_s = len(samples) * frame_samples / SAMPLE_RATE_HZ
         self._current_parts.append(PartRef(name, duration_s))
 
     def _cut(self) -> None:
@@ -217,15 +270,20 @@ class HlsPackager:
         parts, self._current_parts = tuple(self._current_parts), []
         samples, self._pending = self._pending, []
         sequence = self._next_sequence
+        frame_samples = self._rendition.frame_samples
+        name = self._rendition.segment_name(sequence)
         data = media_segment(
             sequence_number=sequence + 1,
-            base_media_decode_time=sequence * SEGMENT_SAMPLES,
+            base_media_decode_time=self._segment_base(),
             samples=samples,
-            sample_duration=AAC_FRAME_SAMPLES,
+            sample_duration=frame_samples,
         )
+        self._run_segments += 1
+        self._part_index = 0
+        self._part_start = 0
         try:
             self._write_init()
-            write_durable(self._directory / segment_name(sequence), data)
+            write_durable(self._directory / name, data)
         except OSError as error:
             # the name was never listed, so the next segment takes it; its date-time jumps
             self.segments_lost += 1
@@ -237,10 +295,10 @@ class HlsPackager:
             self._on_fault(RECORDER, error)
             return
         self._is_part_failed = False
-        duration_s = len(samples) * AAC_FRAME_SAMPLES / SAMPLE_RATE_HZ
+        duration_s = len(samples) * frame_samples / SAMPLE_RATE_HZ
         self._list(
             SegmentRef(
-                segment_name(sequence),
+                name,
                 duration_s,
                 sequence,
                 program_date_time=date_time,
@@ -259,14 +317,7 @@ class HlsPackager:
         if self._has_init:
             return
         self._directory.mkdir(parents=True, exist_ok=True)
-        write_durable(
-            self._directory / INIT_NAME,
-            init_segment(
-                audio_specific_config=audio_specific_config(SAMPLE_RATE_HZ, CHANNELS),
-                sample_rate_hz=SAMPLE_RATE_HZ,
-                channels=CHANNELS,
-            ),
-        )
+        write_durable(self._directory / self._rendition.init_name, self._rendition.init_bytes())
         self._has_init = True
 
     def _list(self, segment: SegmentRef) -> None:
@@ -278,7 +329,15 @@ class HlsPackager:
                 self._discontinuity_sequence += 1
             self._parts.pop(gone.sequence_number, None)
             try:
-                delete_parts(self._directory, gone.sequence_number, count=PARTS_PER_SEGMENT)
+                delete_parts(
+                    self._directory,
+                    gone.sequence_number,
+                    count=PARTS_PER_SEGMENT,
+                    prefix=self._rendition.prefix,
+                )
+                if not self._rendition.is_recorded:
+                    # not the recording: out of the live window, nothing names it any more
+                    (self._directory / gone.uri).unlink(missing_ok=True)
             except OSError as error:
                 self._on_fault(PACKAGER, error)
 
@@ -288,7 +347,7 @@ class HlsPackager:
             return ended_media_playlist(
                 segments=list(self._window),
                 target_duration_s=TARGET_DURATION_S,
-                init_uri=INIT_NAME,
+                init_uri=self._rendition.init_name,
                 discontinuity_sequence=self._discontinuity_sequence,
             )
         sequence = self._next_sequence
@@ -305,14 +364,15 @@ class HlsPackager:
                 parts=self._listed_parts(),
                 in_progress=in_progress,
                 next_part_uri=(
-                    part_name(sequence + 1, 0)
+                    self._rendition.part_name(sequence + 1, 0)
                     if self._is_part_failed
-                    else part_name(sequence, len(parts))
+                    else self._rendition.part_name(sequence, len(parts))
                 ),
                 target_duration_s=TARGET_DURATION_S,
-                part_target_s=PART_TARGET_S,
-                part_hold_back_s=PART_HOLD_BACK_S,
-                init_uri=INIT_NAME,
+                part_target_s=self._rendition.part_target_s,
+                # what a player keeps behind the newest part: three parts, as RFC 8216bis advises
+                part_hold_back_s=MIN_PART_HOLD_BACK_PARTS * self._rendition.part_target_s,
+                init_uri=self._rendition.init_name,
                 discontinuity_sequence=self._discontinuity_sequence,
             )
         except ValueError as error:
@@ -321,7 +381,7 @@ class HlsPackager:
             return media_playlist(
                 segments=list(self._window),
                 target_duration_s=TARGET_DURATION_S,
-                init_uri=INIT_NAME,
+                init_uri=self._rendition.init_name,
                 is_ended=False,
                 discontinuity_sequence=self._discontinuity_sequence,
             )
@@ -344,7 +404,10 @@ class HlsPackager:
         """Parts a previous run left of segments that are no longer listed."""
         first = self._window[0].sequence_number if self._window else self._next_sequence
         try:
-            delete_parts_before(self._directory, first)
+            delete_parts_before(self._directory, first, pattern=self._rendition.part_pattern)
+            if not self._rendition.is_recorded:
+                pattern = self._rendition.segment_pattern
+                delete_parts_before(self._directory, first, pattern=pattern)
         except OSError as error:
             self._on_fault(PACKAGER, error)
 
@@ -354,13 +417,15 @@ class HlsPackager:
         with self._lock:
             self._live_text = text
         try:
-            write_durable(self._directory / LIVE_PLAYLIST_NAME, text.encode(), is_durable=False)
+            write_durable(
+                self._directory / self._rendition.playlist_name, text.encode(), is_durable=False
+            )
         except OSError as error:
             self._on_fault(PACKAGER, error)
 
     def _resume(self) -> None:
         """Take back the window of the previous run's live playlist, if it is whole and open."""
-        path = self._directory / LIVE_PLAYLIST_NAME
+        path = self._directory / self._rendition.playlist_name
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -390,7 +455,7 @@ class HlsPackager:
         if not segments:
             return []
         for segment in segments:
-            if segment.uri != segment_name(segment.sequence_number):
+            if segment.uri != self._rendition.segment_name(segment.sequence_number):
                 raise ValueError(f"segment {segment.uri!r} is not named after its sequence")
             if not (self._directory / segment.uri).is_file():
                 raise ValueError(f"segment {segment.uri!r} is listed but not on disk")
@@ -402,13 +467,14 @@ class HlsPackager:
         unlisted = self._next_sequence - 1 - last.sequence_number
         if unlisted > self._window_segments:
             raise ValueError(f"the playlist is {unlisted} segments behind the recording")
+        frame_samples = self._rendition.frame_samples
         for sequence in range(last.sequence_number + 1, self._next_sequence):
-            path = self._directory / segment_name(sequence)
+            path = self._directory / self._rendition.segment_name(sequence)
             previous = segments[-1]
             segments.append(
                 SegmentRef(
-                    segment_name(sequence),
-                    segment_duration_s(path),
+                    path.name,
+                    segment_duration_s(path, frame_samples=frame_samples),
                     sequence,
                     program_date_time=previous.end_date_time,
                 )

@@ -61,6 +61,44 @@ class MediaPlaylist:
     is_ended: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One variant stream of a multivariant playlist: an audio-only media playlist, its CODECS,
+    its peak segment bit rate and (where known) its average one (RFC 8216 §4.3.4.2)."""
+
+    uri: str
+    codecs: str
+    bandwidth_bps: int
+    average_bandwidth_bps: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_uri(self.uri, forbidden=_FORBIDDEN_IN_URI_LINE)
+        if self.bandwidth_bps <= 0:
+            raise ValueError(f"bandwidth {self.bandwidth_bps} bit/s must be > 0")
+        average = self.average_bandwidth_bps
+        if average is not None and not 0 < average <= self.bandwidth_bps:
+            raise ValueError(f"average bandwidth {average} bit/s must be in 1..BANDWIDTH")
+        if not self.codecs or _FORBIDDEN_IN_QUOTED_STRING & set(self.codecs):
+            raise ValueError(f"codecs {self.codecs!r} is not a valid quoted string")
+
+
+def multivariant_playlist(variants: Sequence[Variant]) -> str:
+    """A multivariant playlist of audio-only variants whose segments start independently, in the
+    order given: a native player starts on the first it can play."""
+    if not variants:
+        raise ValueError("a multivariant playlist needs at least one variant")
+    lines = ["#EXTM3U", f"#EXT-X-VERSION:{PROTOCOL_VERSION}", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    for variant in variants:
+        average = variant.average_bandwidth_bps
+        average_attribute = f",AVERAGE-BANDWIDTH={average}" if average is not None else ""
+        lines += [
+            f"#EXT-X-STREAM-INF:BANDWIDTH={variant.bandwidth_bps}{average_attribute},"
+            f'CODECS="{variant.codecs}"',
+            variant.uri,
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def master_playlist(*, media_uri: str, bandwidth_bps: int, codecs: str) -> str:
     """A master playlist with one variant stream whose segments start independently."""
     _check_uri(media_uri, forbidden=_FORBIDDEN_IN_URI_LINE)

@@ -1,5 +1,6 @@
 """The playlists a listener worker serves from the data folder without the origin: the master
-playlist and the replay (VOD) playlist of a recording.
+playlist and the replay (VOD) playlist of a recording. The replay is the AAC rendition alone:
+the Opus segments leave the disk with the live window.
 
 Media plane. Imports no codec library (no PyAV, no aiortc): listener workers load it.
 """
@@ -10,16 +11,14 @@ from pathlib import Path
 
 from rostra.media.audio import SAMPLE_RATE_HZ
 from rostra.media.codecs import (
-    AAC_CODECS,
     AAC_FRAME_SAMPLES,
-    BANDWIDTH_BPS,
     SEGMENT_DURATION_S,
     TARGET_DURATION_S,
 )
-from rostra.media.hls.playlist import SegmentRef, master_playlist, media_playlist
+from rostra.media.hls.playlist import SegmentRef, Variant, media_playlist, multivariant_playlist
+from rostra.media.hls.rendition import RENDITIONS
 from rostra.media.record import (
     INIT_NAME,
-    LIVE_PLAYLIST_NAME,
     recorded_segments,
     segment_name,
 )
@@ -32,8 +31,18 @@ _HEAD_BYTES = 512
 
 
 def master_text() -> str:
-    return master_playlist(
-        media_uri=LIVE_PLAYLIST_NAME, bandwidth_bps=BANDWIDTH_BPS, codecs=AAC_CODECS
+    """The live multivariant playlist: AAC-LC first, where Safari's native player, other players
+    and ffmpeg start; then Opus, which the listener page picks where Media Source plays it."""
+    return multivariant_playlist(
+        [
+            Variant(
+                rendition.playlist_name,
+                rendition.codecs,
+                rendition.bandwidth_bps,
+                rendition.average_bandwidth_bps,
+            )
+            for rendition in RENDITIONS
+        ]
     )
 
 
@@ -57,9 +66,9 @@ def replay_text(directory: Path) -> str | None:
     )
 
 
-def segment_duration_s(path: Path) -> float:
+def segment_duration_s(path: Path, *, frame_samples: int = AAC_FRAME_SAMPLES) -> float:
     """A segment may be short (the last, or one cut by a restart); its true length is the sample
-    count of its trun, every sample one AAC frame."""
+    count of its trun, every sample one frame (AAC unless `frame_samples` says otherwise)."""
     with path.open("rb") as handle:
         data = handle.read(_HEAD_BYTES)
     index = data.find(b"trun")
@@ -67,4 +76,4 @@ def segment_duration_s(path: Path) -> float:
     if index < 0 or len(data) < start + _TRUN_COUNT_BYTES:
         return SEGMENT_DURATION_S
     count = int.from_bytes(data[start : start + _TRUN_COUNT_BYTES], "big")
-    return count * AAC_FRAME_SAMPLES / SAMPLE_RATE_HZ if count else SEGMENT_DURATION_S
+    return count * frame_samples / SAMPLE_RATE_HZ if count else SEGMENT_DURATION_S

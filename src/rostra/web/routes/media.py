@@ -34,6 +34,8 @@ from rostra.media.record import (
     DOWNLOAD_NAME,
     INIT_NAME,
     LIVE_PLAYLIST_NAME,
+    OPUS_PART_NAME_RE,
+    OPUS_PLAYLIST_NAME,
     PART_NAME_RE,
     REPLAY_PLAYLIST_NAME,
 )
@@ -48,7 +50,8 @@ from rostra.web.services import Services
 router = APIRouter(tags=["listen"])
 read = read_route(router)
 
-SEGMENT_FILE_RE = re.compile(r"^(init\.mp4|seg_\d{6}\.m4s|part_\d{6}\.\d\.m4s)$")
+# the AAC rendition's files, and the Opus rendition's under the same names with "opus_"
+SEGMENT_FILE_RE = re.compile(r"^(?:opus_)?(?:init\.mp4|seg_\d{6}\.m4s|part_\d{6}\.\d\.m4s)$")
 IMMUTABLE = "public, max-age=31536000, immutable"
 # at most one segment duration (1.024 s; HTTP caching has whole seconds), with a validator; an
 # edge may answer from an expired copy while it refreshes it, but only within a second of expiry
@@ -182,17 +185,32 @@ async def _blocking_answer(
     responses=problem_responses(400),
 )
 async def live_playlist(space_id: str, request: Request) -> Response:
-    """The packager's playlist file, as written: after the end, the same list closed with
-    EXT-X-ENDLIST. Cacheable for one segment duration, with an entity tag.
+    """The packager's playlist file (AAC-LC rendition), as written: after the end, the same list
+    closed with EXT-X-ENDLIST. Cacheable for one segment duration, with an entity tag.
 
     With `_HLS_msn=M[&_HLS_part=P]` (RFC 8216bis §6.2.5.2) the answer waits until that segment
     (or part) is listed: 400 for M more than two segments past the last, 503 after three target
     durations. Such answers are cacheable for longer, keyed by the query."""
+    return await _media_playlist(space_id, request, LIVE_PLAYLIST_NAME)
+
+
+@read(
+    "/live/{space_id}/opus.m3u8",
+    summary="Live HLS, Opus rendition (media playlist; LL-HLS blocking reload as audio.m3u8)",
+    responses=problem_responses(400),
+)
+async def live_opus_playlist(space_id: str, request: Request) -> Response:
+    """The Opus rendition's playlist, with the same rules as audio.m3u8: its segments and parts
+    carry the same media sequence numbers and start within 20 ms of the AAC ones."""
+    return await _media_playlist(space_id, request, OPUS_PLAYLIST_NAME)
+
+
+async def _media_playlist(space_id: str, request: Request, name: str) -> Response:
     services = _services(request)
     space = services.spaces.get(space_id)
     is_live = space.status == SpaceStatus.LIVE
     reload = _blocking_reload(request)
-    path = services.media_dir(space.id) / LIVE_PLAYLIST_NAME
+    path = services.media_dir(space.id) / name
     found = await _live_playlist(path, is_live=is_live) if is_live or path.exists() else None
     if found is None:
         raise SpaceNotLive(
@@ -367,10 +385,13 @@ def _hinted_part(
     to wait for (RFC 8216bis §6.2.6: Safari asks for it early), within the bounds of a
     blocking reload; None when there is nothing to wait for."""
     match = PART_NAME_RE.fullmatch(path.name)
+    playlist = path.with_name(LIVE_PLAYLIST_NAME)
+    if match is None:
+        match = OPUS_PART_NAME_RE.fullmatch(path.name)
+        playlist = path.with_name(OPUS_PLAYLIST_NAME)
     if match is None or space.status != SpaceStatus.LIVE or path.is_file():
         return None
     msn, part = int(match.group(1)), int(match.group(2))
-    playlist = path.with_name(LIVE_PLAYLIST_NAME)
     now = live_parts.read(playlist)
     last = now.edge.last_segment if now is not None else None
     if last is None or msn > last + MAX_SEGMENTS_AHEAD:
