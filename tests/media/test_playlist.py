@@ -56,7 +56,7 @@ def test_live_multivariant_playlist_lists_aac_first_then_opus_with_their_bandwid
         "#EXT-X-INDEPENDENT-SEGMENTS\n"
         '#EXT-X-STREAM-INF:BANDWIDTH=152000,AVERAGE-BANDWIDTH=120000,CODECS="mp4a.40.2"\n'
         "audio.m3u8\n"
-        '#EXT-X-STREAM-INF:BANDWIDTH=268000,AVERAGE-BANDWIDTH=224000,CODECS="opus"\n'
+        '#EXT-X-STREAM-INF:BANDWIDTH=168000,AVERAGE-BANDWIDTH=132000,CODECS="opus"\n'
         "opus.m3u8\n"
     )
 
