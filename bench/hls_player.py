@@ -123,7 +123,8 @@ window.startBench = async (url, detector) => {
   const node = new AudioWorkletNode(context, 'mark-detector', { processorOptions: detector });
   context.createMediaElementSource(audio).connect(node);
   node.connect(context.destination);
-  const hls = new Hls({ ...HLS_CONFIG });
+  const hls = new Hls({ ...HLS_CONFIG, autoStartLoad: false });
+  window.benchRendition = '';
   window.benchHls = hls;
   window.benchJumps = [];
   keepNearLive(hls, Hls, (seconds) => { window.benchJumps.push(seconds); });
@@ -146,7 +147,7 @@ window.startBench = async (url, detector) => {
   hls.on(Hls.Events.ERROR, (_event, data) => {
     window.benchErrors.push(`${data.type}/${data.details}${data.fatal ? ' (fatal)' : ''}`);
   });
-  hls.on(Hls.Events.MANIFEST_PARSED, () => { audio.play(); });
+  startOnOpus(hls, Hls, (codec) => { window.benchRendition = codec; audio.play(); });
   audio.addEventListener('waiting', () => { window.benchStalls.push(Date.now()); });
   await context.resume();
   hls.loadSource(url);
@@ -163,7 +164,9 @@ window.startBench = async (url, detector) => {
 </body></html>
 """
 
-CONFIG_MODULE_IMPORT = "import { HLS_CONFIG, keepNearLive } from '/static/player-config.js';"
+CONFIG_MODULE_IMPORT = (
+    "import { HLS_CONFIG, keepNearLive, startOnOpus } from '/static/player-config.js';"
+)
 EXPORT_RE = re.compile(r"export\s+const\s+HLS_CONFIG\s*=")
 
 
@@ -185,6 +188,8 @@ class Heard:
     latency_when_playing_s: float
     # jumps to the live sync position the page's keepNearLive made, in seconds skipped
     jumps_s: list[float] = field(default_factory=list)
+    # the level the page's startOnOpus chose: 'opus', or 'first' (the AAC one) where MSE has no Opus
+    rendition: str = ""
 
 
 @dataclass(slots=True)
@@ -244,7 +249,8 @@ class HlsPlayer:
         for page, latency in zip(self._pages, self._latencies, strict=False):
             state = await page.evaluate(
                 "() => ({marks: window.benchMarks, stalls: window.benchStalls,"
-                " errors: window.benchErrors, jumps: window.benchJumps || []})"
+                " errors: window.benchErrors, jumps: window.benchJumps || [],"
+                " rendition: window.benchRendition || ''})"
             )
             results.append(
                 Heard(
@@ -253,6 +259,7 @@ class HlsPlayer:
                     errors=state["errors"],
                     latency_when_playing_s=latency,
                     jumps_s=[float(j) for j in state["jumps"]],
+                    rendition=str(state["rendition"]),
                 )
             )
         return results

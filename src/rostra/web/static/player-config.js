@@ -34,3 +34,29 @@ export function keepNearLive(hls, Hls, onJump = () => {}) {
     media.currentTime = position;
   });
 }
+
+// The index of the Opus level among hls.js's levels when Media Source plays Opus in MP4, else -1.
+const OPUS_MP4_TYPE = 'audio/mp4; codecs="opus"';
+
+export function opusLevel(levels) {
+  const MediaSource = window.ManagedMediaSource || window.MediaSource;
+  if (!MediaSource || !MediaSource.isTypeSupported(OPUS_MP4_TYPE)) return -1;
+  return (levels || []).findIndex((level) => /^opus$/i.test(level.audioCodec || ''));
+}
+
+// The live playlist lists AAC first (where Safari, players and ffmpeg start) and Opus second:
+// hls.js would start on the first listed, so the page takes the Opus level where it plays and
+// keeps it (a manual level: the ABR controller never moves off it). For a player made with
+// `autoStartLoad: false`, so no AAC part is fetched before the choice. `onStarted(codec)` hears
+// 'opus' or 'first'.
+export function startOnOpus(hls, Hls, onStarted = () => {}) {
+  hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
+    const opus = opusLevel(data.levels);
+    if (opus >= 0) {
+      hls.startLevel = opus;
+      hls.loadLevel = opus;
+    }
+    hls.startLoad(-1);
+    onStarted(opus >= 0 ? 'opus' : 'first');
+  });
+}

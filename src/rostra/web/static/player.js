@@ -1,10 +1,9 @@
 // Plays a space's program: live HLS or the replay, with hls.js where the browser has Media Source
 // Extensions and with native HLS otherwise (Safari on iOS). One <audio> element, one source at a
 // time; a fatal network error is retried with backoff, a media error recovered once.
-import { HLS_CONFIG, keepNearLive } from './player-config.js';
+import { HLS_CONFIG, keepNearLive, startOnOpus } from './player-config.js';
 
 const HLS_TYPE = 'application/vnd.apple.mpegurl';
-const OPUS_MP4_TYPE = 'audio/mp4; codecs="opus"';
 const RETRY_FIRST_MS = 1000;
 const RETRY_MAX_MS = 8000;
 
@@ -13,15 +12,6 @@ export function playbackEngine(audio) {
   if (Hls && Hls.isSupported()) return 'hls.js';
   if (audio.canPlayType(HLS_TYPE)) return 'native';
   return '';
-}
-
-// The index of the Opus level among hls.js's levels when Media Source plays Opus in MP4, else -1.
-// The live playlist lists AAC first (where Safari, players and ffmpeg start) and Opus second:
-// the listener page takes the Opus one and keeps it (hls.js would start on the first listed).
-export function opusLevel(levels) {
-  const MediaSource = window.ManagedMediaSource || window.MediaSource;
-  if (!MediaSource || !MediaSource.isTypeSupported(OPUS_MP4_TYPE)) return -1;
-  return (levels || []).findIndex((level) => /^opus$/i.test(level.audioCodec || ''));
 }
 
 export class ProgramPlayer {
@@ -71,13 +61,7 @@ export class ProgramPlayer {
     // loading starts once the level is chosen, so no AAC part is fetched before the switch
     const hls = new Hls({ ...HLS_CONFIG, autoStartLoad: false });
     this.hls = hls;
-    hls.on(Hls.Events.MANIFEST_PARSED, (_event, data) => {
-      const opus = opusLevel(data.levels);
-      if (opus >= 0) {
-        hls.startLevel = opus;
-        hls.loadLevel = opus; // a manual level: the ABR controller never moves off it
-      }
-      hls.startLoad(-1);
+    startOnOpus(hls, Hls, () => {
       if (autoplay) this.play();
     });
     hls.on(Hls.Events.FRAG_BUFFERED, () => {
