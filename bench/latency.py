@@ -6,10 +6,13 @@ same server:
   - two progressive listeners (ADTS and Ogg/Opus) decode as bytes arrive;
   - headless Chromium plays the live HLS with hls.js and the listener page's config;
   - a second speaker bot hears the first in its mix-minus (decoded on packet arrival, and through
-    aiortc's stock jitter buffer as a plain aiortc client would play it).
+    aiortc's stock jitter buffer as a plain aiortc client would play it);
+  - with `--players ffplay` (the default; `ffplay,mpv` for both), each player with its default
+    buffer plays the Ogg/Opus and ADTS streams and the HLS `index.m3u8`, its audio device emulated
+    in real time (bench/player_probe.py): what a listener with a player hears.
 Every listener timestamps the marks in the machine's wall clock.
 
-Run from the repository root:  .venv/bin/python bench/latency.py [--marks 40]
+Run from the repository root:  .venv/bin/python bench/latency.py [--marks 40] [--players ffplay,mpv]
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from marks import (
     mark_train,
     match_marks,
 )
+from player_probe import PLAYERS, Played, PlayerProbe, player_available, player_version
 from progressive import ProgressiveListener
 from rostra.media.opus import OpusDecoder, OpusError
 
@@ -64,6 +68,17 @@ LISTENER_START_TIMEOUT_S = 15.0
 SEND_SLACK_S = 30.0
 INT16_FULL_SCALE = 32_767
 STALL_WINDOW_AFTER_LAST_MARK_S = 6.0  # the HLS listener hears the last mark a few seconds late
+# the paths a player with its default buffer plays: the space's URL for each
+PLAYER_PATHS = {
+    "progressive_opus": "opus_stream_url",
+    "progressive_aac": "stream_url",
+    "hls": "hls_url",
+}
+PLAYER_PATH_LABELS = {
+    "progressive_opus": "Ogg/Opus",
+    "progressive_aac": "ADTS (AAC)",
+    "hls": "HLS index.m3u8",
+}
 
 # (what the target says, its bound in seconds, whether the bound itself misses)
 TARGETS_S = {
@@ -71,18 +86,19 @@ TARGETS_S = {
     "hls": ("p50 < 3.7 s (nginx-rtmp HLS with 1 s fragments on this machine)", 3.7, True),
     "speaker_to_speaker": ("p50 <= 0.25 s", 0.25, False),
 }
-PEERS_S = {
-    "icecast_burst_size_0": [0.1, 0.3],
-    "icecast_default_burst": 4.2,
-    "nginx_rtmp_hls_1s_fragments": 3.7,
-}
 
 
 class Listening:
     """Every listener's detector, and the tasks and threads that feed them."""
 
     def __init__(
-        self, space: dict[str, Any], base_url: str, budget_s: float, *, players: int
+        self,
+        space: dict[str, Any],
+        base_url: str,
+        budget_s: float,
+        *,
+        players: int,
+        player_names: tuple[str, ...] = (),
     ) -> None:
         self.detectors = {
             name: OnsetDetector()
@@ -99,8 +115,38 @@ class Listening:
             ),
         }
         self.player = HlsPlayer(base_url, players=players)
+        self.player_probes = {
+            (name, path): PlayerProbe(space[key], player=name, max_s=budget_s)
+            for name in player_names
+            for path, key in PLAYER_PATHS.items()
+        }
+        self.player_start_errors: dict[tuple[str, str], str] = {}
+        self.played: dict[tuple[str, str], Played] = {}
         self._decoder = OpusDecoder(channels=1)
         self.decode_errors = 0
+
+    async def start_player_probes(self) -> None:
+        """Each player on each path; one that plays nothing (HLS live, say) is reported."""
+        for key, probe in self.player_probes.items():
+            try:
+                await probe.start()
+            except RuntimeError as error:
+                self.player_start_errors[key] = str(error)
+                self.played[key] = probe.stop()
+        for key, probe in self.player_probes.items():
+            if key in self.played:
+                continue
+            try:
+                await probe.wait_playing(HLS_START_TIMEOUT_S)
+            except RuntimeError as error:
+                self.player_start_errors[key] = str(error)
+                self.played[key] = probe.stop()
+
+    def stop_player_probes(self) -> None:
+        """Kill every player process (idempotent; called on every way out)."""
+        for key, probe in self.player_probes.items():
+            if key not in self.played:
+                self.played[key] = probe.stop()
 
     def on_return_packet(self, payload: bytes, arrived_at: float) -> None:
         try:
@@ -158,12 +204,15 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             edge = start_edge(server.url, whip_origin, free_port(), Path(folder), args.engine)
             base_url = edge.url
             space = space | {"hls_url": space["hls_url"].replace(server.url, edge.url)}
-        listening = Listening(space, base_url, budget_s, players=args.hls_players)
+        listening = Listening(
+            space, base_url, budget_s, players=args.hls_players, player_names=args.players
+        )
         for stream in listening.streams.values():
             stream.start()
         try:
             return await _run_space(args, space, listening, train, send_s)
         finally:
+            listening.stop_player_probes()
             for stream in listening.streams.values():
                 stream.stop()
             await listening.player.close()
@@ -182,6 +231,7 @@ async def _run_space(
     await listening.player.start(space["hls_url"])
     await listening.player.wait_playing(HLS_START_TIMEOUT_S)
     await wait_for_streams(listening)
+    await listening.start_player_probes()
     invite = space["speaker_invite_url"]
     async with httpx.AsyncClient() as client:
         hearer_track = TimedPcmTrack(
@@ -209,6 +259,7 @@ async def _run_space(
             await asyncio.wait_for(talker_track.finished.wait(), send_s + SEND_SLACK_S)
         await asyncio.sleep(args.tail_s)
         heard = await listening.player.heard()
+        listening.stop_player_probes()
         for bot in (talker, hearer):
             await bot.leave(client)
         if stock_task is not None:
@@ -263,6 +314,7 @@ def _hls_figures(sent: list[Mark], heard: list[Heard], player: HlsPlayer) -> dic
             playback_rates_seen=sorted({m["playback_rate"] for m in page.marks}),
             stalls_total=len(page.stalls_at),
             jumps_to_live_s=[round(j, 3) for j in page.jumps_s],
+            rendition=page.rendition,
             stalls_while_marks_played=sum(
                 first <= t <= last + STALL_WINDOW_AFTER_LAST_MARK_S for t in page.stalls_at
             ),
@@ -294,6 +346,21 @@ def _hls_figures(sent: list[Mark], heard: list[Heard], player: HlsPlayer) -> dic
     }
 
 
+def _player_figures(sent: list[Mark], listening: Listening) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for (name, path), played in listening.played.items():
+        path_figures = _figures(sent, played.marks, None)
+        path_figures["url"] = played.url
+        path_figures["player"] = played.summary()
+        error = listening.player_start_errors.get((name, path))
+        if error is not None:
+            path_figures["did_not_play"] = error
+        figures.setdefault(name, {})[path] = path_figures
+    if figures:
+        figures["versions"] = {name: player_version(name) for name in list(figures)}
+    return figures
+
+
 def summarize(
     sent: list[Mark], listening: Listening, heard: list[Heard], return_packets: int
 ) -> dict[str, Any]:
@@ -309,6 +376,7 @@ def summarize(
                 sent, detectors["progressive_opus"].onsets, TARGETS_S["progressive"]
             ),
             "hls": _hls_figures(sent, heard, listening.player),
+            "played_by_player_default_buffer": _player_figures(sent, listening),
             "speaker_to_speaker": {
                 "decoded_on_packet_arrival": _figures(
                     sent, detectors["s2s_arrival"].onsets, TARGETS_S["speaker_to_speaker"]
@@ -318,7 +386,7 @@ def summarize(
                 "return_decode_errors": listening.decode_errors,
             },
         },
-        "peers_reference_s": PEERS_S,
+        "peers": "measured in the same run by bench/peers.py (results/peers.json)",
         "definitions": {
             "mouth": "wall-clock time the frame holding a mark's first sample is handed to "
             "aiortc's encoder by the speaker bot (a microphone's 20 ms capture frame comes "
@@ -332,6 +400,10 @@ def summarize(
             "mix-minus RTP packet as it arrives (no client jitter buffer)",
             "speaker_to_speaker.aiortc_stock_playout": "the same packets through aiortc's own "
             "jitter buffer and decoder thread, as a plain aiortc client receives them",
+            "played_by_player_default_buffer": "each player (ffplay, mpv; default settings) on "
+            "each path, its audio device emulated in real time by bench/player_probe.py: a mark "
+            "is heard when the device plays its onset sample (device buffer: two of the "
+            "player's SDL buffers, as SDL asks of ALSA; a sound server adds about one more)",
         },
     }
 
@@ -339,8 +411,8 @@ def summarize(
 def print_summary(result: dict[str, Any]) -> None:
     paths = result["paths"]
     rows = [
-        ("progressive ADTS (AAC)", paths["progressive_aac"]),
-        ("progressive Ogg/Opus", paths["progressive_opus"]),
+        ("ADTS (AAC), arrival, no buffer", paths["progressive_aac"]),
+        ("Ogg/Opus, arrival, no buffer", paths["progressive_opus"]),
         ("HLS, hls.js, played", paths["hls"]["played"]),
         ("HLS, hls.js, in worklet", paths["hls"]["detected_in_worklet"]),
         ("speaker→speaker, on arrival", paths["speaker_to_speaker"]["decoded_on_packet_arrival"]),
@@ -360,6 +432,19 @@ def print_summary(result: dict[str, Any]) -> None:
     print(f"HLS p50 per player: {per_player}; stalls while marks played: ", end="")
     print(hls["stalls_while_marks_played"])
     print(f"hls.js config from {hls['config_source']}: {hls['config']}")
+    for name, by_path in paths["played_by_player_default_buffer"].items():
+        if name == "versions":
+            continue
+        print(f"played by {name} with its default buffer:")
+        for path, figures in by_path.items():
+            latency = figures["latency_s"]
+            p50, p95 = latency.get("p50", float("nan")), latency.get("p95", float("nan"))
+            note = figures.get("did_not_play", "")[:80]
+            underruns = figures["player"]["underrun_periods_between_marks"]
+            print(
+                f"  {PLAYER_PATH_LABELS[path]:30} {p50:7.3f} {p95:7.3f} "
+                f"{figures['marks_matched']:6d}  underruns between marks: {underruns} {note}"
+            )
 
 
 def main() -> None:
@@ -372,6 +457,12 @@ def main() -> None:
         type=int,
         default=3,
         help="HLS listeners, joining a third of a segment apart",
+    )
+    parser.add_argument(
+        "--players",
+        default="ffplay",
+        help=f"players to hear each stream with their default buffer, comma-separated "
+        f"({', '.join(PLAYERS)}), or 'none'",
     )
     parser.add_argument(
         "--same-priority", action="store_true", help="do not run the clients ahead of the server"
@@ -391,6 +482,10 @@ def main() -> None:
     niceness = prioritize_clients(not args.same_priority)
     args.marks = max(args.marks, MIN_MARKS)
     args.hls_players = min(max(args.hls_players, 1), MAX_HLS_PLAYERS)
+    args.players = tuple(p for p in args.players.split(",") if p and p != "none")
+    for name in args.players:
+        if not player_available(name):
+            parser.error(f"player {name!r} is unknown or not installed (known: {PLAYERS})")
     started_at = datetime.now(UTC)
     print(f"latency bench: {args.marks} marks, every 0.8–1.3 s, through a live space")
     load_at_start = [round(x, 2) for x in os.getloadavg()]
