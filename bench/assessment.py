@@ -1,5 +1,6 @@
 """Comparing what a listener received with its source: find each part of a clip (following
-jitter-buffer slips window by window), then PESQ wideband, band energies and level.
+jitter-buffer slips window by window), then PESQ wideband, band energies, level and integrated
+loudness (ITU-R BS.1770 via pyloudnorm).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyloudnorm
 from pesq import pesq
 from scipy import signal
 
@@ -43,6 +45,14 @@ class Clip:
         return float(self.pcm.size / SAMPLE_RATE_HZ)
 
 
+def loudness_lufs(pcm: np.ndarray) -> float | None:
+    """Integrated loudness (BS.1770 K-weighting, gated), None for a clip too short or silent."""
+    if pcm.size < SAMPLE_RATE_HZ:
+        return None
+    value = float(pyloudnorm.Meter(SAMPLE_RATE_HZ).integrated_loudness(pcm.astype(np.float64)))
+    return round(value, 2) if np.isfinite(value) else None
+
+
 def to_pesq_rate(pcm: np.ndarray) -> np.ndarray:
     return signal.resample_poly(pcm.astype(np.float64), 1, SAMPLE_RATE_HZ // PESQ_RATE_HZ)
 
@@ -75,7 +85,8 @@ def locate(received: np.ndarray, reference: np.ndarray) -> Location | None:
         if region.size < window:
             break
         products = signal.fftconvolve(region, piece[::-1], mode="valid")
-        energy = np.convolve(region * region, np.ones(window), mode="valid")
+        running = np.concatenate([[0.0], np.cumsum(region * region)])
+        energy = running[window:] - running[:-window]  # each window's energy, in O(n)
         normalized = products / (np.sqrt(np.maximum(energy, 1e-12)) * np.linalg.norm(piece))
         best = int(np.argmax(normalized))
         correlations.append(float(normalized[best]))
@@ -89,9 +100,11 @@ def locate(received: np.ndarray, reference: np.ndarray) -> Location | None:
 
 def assess(received: np.ndarray, clip: Clip) -> dict[str, Any]:
     """Each part found on its own (a jitter-buffer slip between parts must not hide one): PESQ
-    of the clean speech, the sibilant band of the part with bursts, the level of all parts."""
+    of the clean speech, the sibilant band of the part with bursts (relative to the level:
+    the band's change minus the 100–4000 Hz band's), the level and loudness of all parts."""
     figures: dict[str, Any] = {"received_s": round(received.size / SAMPLE_RATE_HZ, 2)}
     received_energy = source_energy = 0.0
+    heard: list[np.ndarray] = []
     for name, part in clip.parts:
         location = locate(received, part)
         stretch = received[location.lag : location.lag + part.size] if location else received[:0]
@@ -106,6 +119,7 @@ def assess(received: np.ndarray, clip: Clip) -> dict[str, Any]:
             figures["error"] = f"the {name} part does not match what the listener received"
             return figures
         received_energy += float(np.sum(np.square(stretch, dtype=np.float64)))
+        heard.append(stretch)
         source_energy += float(np.sum(np.square(part, dtype=np.float64)))
         if name == "speech":
             score = pesq(PESQ_RATE_HZ, to_pesq_rate(part), to_pesq_rate(stretch), "wb")
@@ -114,6 +128,13 @@ def assess(received: np.ndarray, clip: Clip) -> dict[str, Any]:
             bands = {"sibilant_band_db": SIBILANT_BAND_HZ, "speech_band_db": SPEECH_BAND_HZ}
             for label, band in bands.items():
                 difference = band_energy_db(stretch, band) - band_energy_db(part, band)
-                figures[label] = round(difference, 2)
+                figures[f"{label}_absolute"] = round(difference, 2)
+            figures["sibilant_band_db"] = round(
+                figures["sibilant_band_db_absolute"] - figures["speech_band_db_absolute"], 2
+            )
     figures["level_db"] = round(10 * float(np.log10(received_energy / source_energy)), 2)
+    figures["loudness_lufs"] = loudness_lufs(np.concatenate(heard))
+    source = loudness_lufs(np.concatenate([part for _, part in clip.parts]))
+    if figures["loudness_lufs"] is not None and source is not None:
+        figures["loudness_vs_source_lu"] = round(figures["loudness_lufs"] - source, 2)
     return figures

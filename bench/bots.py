@@ -31,6 +31,17 @@ FRAME_DURATION_S = FRAME_SAMPLES / SAMPLE_RATE_HZ
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE_HZ)
 CONNECT_TIMEOUT_S = 20.0
 HTTP_TIMEOUT_S = 15.0
+# What Chromium's WebRTC Opus encoder does with Rostra's WHIP answer (mono, full band, 64 kbit/s,
+# VBR, in-band FEC allowed, no DTX): `application` is VoIP for a mono track, and its expected
+# packet loss follows the loss the receiver reports (RTCP receiver reports), 0 % on a clean
+# network. libopus codes in-band FEC (SILK LBRR) only when that expected loss is above 0, so
+# `packet_loss` is the loss the sender has been told of.
+CHROMIUM_LIKE_BITRATE_BPS = 64_000
+
+
+def chromium_like_options(told_loss_pct: int = 0) -> dict[str, str]:
+    return {"application": "voip", "fec": "1", "dtx": "0", "packet_loss": str(told_loss_pct)}
+
 
 PayloadSink = Callable[[bytes, float], None]
 
@@ -151,6 +162,11 @@ class ReturnTap:
         self.packets = 0
         self._on_payload = on_payload
         self._passthrough: Any = None
+
+    @property
+    def dropper(self) -> None:
+        """A bot's receiver simulates no loss."""
+        return None
 
     def attach(self, receiver: Any, *, passthrough: bool) -> None:
         if passthrough:

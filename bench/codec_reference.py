@@ -1,12 +1,17 @@
-"""What the speaker's codec alone gives, offline: the sender's own Opus packets decoded by plain
-libopus, without and with the same seeded drops as the server's, so the platform's share of a
-PESQ figure can be told from the codec's and the loss's.
+"""What the codecs alone give, offline: the sender's own Opus packets decoded by plain libopus,
+without and with the same seeded drops as the server's, then (for a listening path) the program
+encoder of that path (FFmpeg's libopus or native AAC at Rostra's settings) and its decoder, so the
+platform's share of a figure can be told from the codecs' and the loss's.
 """
 
 from __future__ import annotations
 
 import fractions
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
 
 import av
 import numpy as np
@@ -14,7 +19,10 @@ import numpy.typing as npt
 from aiortc.codecs.opus import OpusEncoder as AiortcOpusEncoder
 
 from bots import encode_opus
+from harness import audio_check
+from rostra.media.codecs import AAC_BITRATE_BPS, OPUS_BITRATE_BPS
 from rostra.media.ingest import PacketDropper
+from rostra.media.mixer import Mixer
 from rostra.media.opus import OpusDecoder
 
 SAMPLE_RATE_HZ = 48_000
@@ -69,3 +77,63 @@ def decode(packets: Sequence[bytes], dropped: Sequence[bool] | None = None) -> P
         else:
             out.append(decoder.conceal(FRAME_SAMPLES))
     return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+
+
+# the program encoders of each listening path, as src/rostra/media/encode.py sets them
+PROGRAM_CODECS: dict[str, tuple[str, int, tuple[str, ...]]] = {
+    "opus": ("libopus", OPUS_BITRATE_BPS, ("-application", "audio")),
+    "aac": ("aac", AAC_BITRATE_BPS, ()),
+}
+CONTAINERS = {"libopus": "ogg", "aac": "adts"}
+
+
+def through_ffmpeg(
+    pcm: Pcm, *, codec: str, bitrate_bps: int, options: Sequence[str] = ()
+) -> tuple[Pcm, int]:
+    """`pcm` (mono, 48 kHz) encoded by FFmpeg's `codec` and decoded again; with the encoded
+    stream's size in bytes (ADTS or Ogg: what a progressive listener downloads)."""
+    container = CONTAINERS[codec]
+    with TemporaryDirectory(prefix="rostra-codec-") as folder:
+        out = Path(folder) / f"encoded.{container}"
+        subprocess.run(
+            [
+                *("ffmpeg", "-v", "error", "-nostdin", "-y"),
+                *("-f", "f32le", "-ar", str(SAMPLE_RATE_HZ), "-ac", "1", "-i", "-"),
+                *("-c:a", codec, "-b:a", str(bitrate_bps), *options, "-f", container, str(out)),
+            ],
+            input=np.ascontiguousarray(pcm, dtype=np.float32).tobytes(),
+            check=True,
+            capture_output=True,
+        )
+        return audio_check.decode(out), out.stat().st_size
+
+
+def program_roundtrip(pcm: Pcm, program: str) -> Pcm:
+    """What a listener of a `program` ("opus" or "aac") path hears of `pcm`, without network."""
+    codec, bitrate_bps, options = PROGRAM_CODECS[program]
+    decoded, _ = through_ffmpeg(pcm, codec=codec, bitrate_bps=bitrate_bps, options=options)
+    return decoded
+
+
+def through_stages(pcm: Pcm, stages: Sequence[Any]) -> Pcm:
+    """`pcm` through each stage's `process` (a Leveller, a Limiter…), frame by frame."""
+    usable = pcm.size - pcm.size % FRAME_SAMPLES
+    frames = []
+    for start in range(0, usable, FRAME_SAMPLES):
+        frame = pcm[start : start + FRAME_SAMPLES]
+        for stage in stages:
+            frame = stage.process(frame)
+        frames.append(frame)
+    return np.concatenate(frames).astype(np.float32) if frames else np.zeros(0, np.float32)
+
+
+def through_mixer(pcm: Pcm) -> Pcm:
+    """`pcm` as one voice through Rostra's own mixer (its leveller and the program's true-peak
+    limiter), frame by frame, offline: the program stage without network or jitter buffer."""
+    mixer = Mixer()
+    usable = pcm.size - pcm.size % FRAME_SAMPLES
+    frames = [
+        mixer.mix({"voice": pcm[start : start + FRAME_SAMPLES]}, []).program
+        for start in range(0, usable, FRAME_SAMPLES)
+    ]
+    return np.concatenate(frames).astype(np.float32) if frames else np.zeros(0, np.float32)
