@@ -174,10 +174,10 @@ def test_rehearsal_of_a_healthy_deployment_is_go_and_its_count_follows_the_truth
     assert abs(last["reported"] - peak) <= (2 * last["reported_error"] + 0.02) * peak + 3
     assert report["unit_costs"]["listeners_per_generator_core"] > 0
     assert report["unit_costs"]["generator_bytes_per_listener"] > 0
-    # what the players received, for `rostra plan --from`: a 1.024 s AAC segment at 96 kbit/s
-    # is about 12.3 KB of audio in its container; a playlist and its headers are smaller
+    # what the players received, for `rostra plan --from`: a 1.024 s AAC segment at 128 kbit/s
+    # is about 16.4 KB of audio in its container; a playlist and its headers are smaller
     costs = report["unit_costs"]
-    assert 11_000 <= costs["segment_bytes"] <= 16_000, costs
+    assert 14_000 <= costs["segment_bytes"] <= 23_000, costs
     assert 200 <= costs["playlist_bytes"] <= 8_000, costs
     assert 100 <= costs["response_header_bytes"] <= 2_000, costs
     planned = subprocess.run(

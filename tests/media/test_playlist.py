@@ -54,7 +54,7 @@ def test_live_multivariant_playlist_lists_aac_first_then_opus_with_their_bandwid
         "#EXTM3U\n"
         "#EXT-X-VERSION:6\n"
         "#EXT-X-INDEPENDENT-SEGMENTS\n"
-        '#EXT-X-STREAM-INF:BANDWIDTH=152000,AVERAGE-BANDWIDTH=120000,CODECS="mp4a.40.2"\n'
+        '#EXT-X-STREAM-INF:BANDWIDTH=200000,AVERAGE-BANDWIDTH=160000,CODECS="mp4a.40.2"\n'
         "audio.m3u8\n"
         '#EXT-X-STREAM-INF:BANDWIDTH=168000,AVERAGE-BANDWIDTH=132000,CODECS="opus"\n'
         "opus.m3u8\n"

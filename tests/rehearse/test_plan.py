@@ -79,7 +79,9 @@ def test_edge_egress_counts_measured_segment_playlist_and_header_bytes() -> None
         response_header_bytes=300,
         edge_requests_per_core_s=20_500,
     )
-    inputs = PlanInputs(LISTENERS, heartbeat_s=20, segment_s=1.0, busy_pct=100, hls_mode="legacy")
+    inputs = PlanInputs(
+        LISTENERS, heartbeat_s=20, segment_s=1.0, bitrate_kbps=96, busy_pct=100, hls_mode="legacy"
+    )
     plan = make_plan(inputs, units)
 
     # per listener each second: a playlist poll, a segment, a heartbeat every 20 s through the edge
@@ -95,7 +97,10 @@ def test_edge_egress_counts_measured_segment_playlist_and_header_bytes() -> None
     assert plan.line("generator_ingress_gbit_s").value == egress.value
 
     apart = make_plan(
-        PlanInputs(LISTENERS, segment_s=1.0, is_gate_behind_edge=False, hls_mode="legacy"), units
+        PlanInputs(
+            LISTENERS, segment_s=1.0, bitrate_kbps=96, is_gate_behind_edge=False, hls_mode="legacy"
+        ),
+        units,
     )
     assert apart.line("edge_requests_per_s").value == pytest.approx(LISTENERS * 2.0)
     richer = make_plan(
@@ -114,7 +119,7 @@ def test_low_latency_listeners_ask_a_blocking_reload_and_a_part_per_part() -> No
         playlist_bytes=1_000,
         response_header_bytes=300,
     )
-    inputs = PlanInputs(LISTENERS, heartbeat_s=20, segment_s=1.024, part_s=0.256)
+    inputs = PlanInputs(LISTENERS, heartbeat_s=20, segment_s=1.024, part_s=0.256, bitrate_kbps=96)
     assert inputs.hls_mode == "ll"  # as the listener page plays
     plan = make_plan(inputs, units)
 
@@ -149,14 +154,15 @@ def test_missing_figures_are_reported_unmeasured_not_invented(tmp_path: Path) ->
     generator = plan.line("generator_cores")
     assert generator.value is None
     assert generator.source.startswith("unmeasured: run bench/rehearse_capacity.py")
-    # without a measured segment, egress is only the nominal bitrate: a lower bound that says so
+    # without a measured segment, egress is only the nominal bitrate (the server's AAC-LC, 128
+    # kbit/s): a lower bound that says so
     egress = plan.line("edge_egress_gbit_s")
     assert egress.is_lower_bound
-    assert egress.value == pytest.approx(LISTENERS * 96_000 / 1e9)
+    assert egress.value == pytest.approx(LISTENERS * 128_000 / 1e9)
     assert set(egress.lacks) >= {"segment_bytes", "playlist_bytes", "response_header_bytes"}
     text = render_text(plan)
     assert "unmeasured: run bench/rehearse_capacity.py" in text
-    assert "≥ 124.8 Gbit/s" in text
+    assert "≥ 166.4 Gbit/s" in text
 
 
 def test_generator_cores_come_from_the_measured_generator_capacity(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import typer
 
 from rostra.rehearse.plan import PlanInputs, make_plan, render_text
 from rostra.rehearse.plan_sources import (
+    DEFAULT_AAC_KBPS,
     UNIT_KEYS,
     PlanInputError,
     find_bench_results,
@@ -38,7 +39,7 @@ def plan(
     ] = 1.024,
     bitrate_kbps: Annotated[
         float, typer.Option("--bitrate-kbps", help="Audio bitrate of the HLS rendition, kbit/s")
-    ] = 96.0,
+    ] = DEFAULT_AAC_KBPS,
     join_window_s: Annotated[
         float,
         typer.Option("--join-window-s", help="The surge: all listeners join within this, seconds"),

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rostra.rehearse.plan_sources import SERVER_AAC_KBPS, PlanInputError, Units, fmt
+from rostra.rehearse.plan_sources import DEFAULT_AAC_KBPS, PlanInputError, Units, fmt
 
 # Redis runs commands on one core; keep it at most half busy so a surge has room
 REDIS_BUSY_PCT = 50.0
@@ -38,7 +38,7 @@ class PlanInputs:
     listeners: int
     heartbeat_s: float = 20.0
     segment_s: float = 1.024
-    bitrate_kbps: float = SERVER_AAC_KBPS
+    bitrate_kbps: float = DEFAULT_AAC_KBPS
     join_window_s: float = 300.0
     busy_pct: float = 70.0
     is_gate_behind_edge: bool = True

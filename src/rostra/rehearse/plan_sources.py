@@ -17,8 +17,12 @@ from typing import Any
 
 # the program's sample rate: a segment's length is counted in its samples
 SAMPLE_RATE_HZ = 48_000
-# the server's AAC-LC rate, at which the benchmarks' segments were encoded
+# the AAC-LC rate at which the committed benchmarks' segments were encoded (bench/results/, before
+# the server's default became 128 kbit/s): measured segment bytes scale from it
 SERVER_AAC_KBPS = 96.0
+# the server's AAC-LC rate today (rostra.media.codecs.AAC_BITRATE_BPS; the rehearsal plane does not
+# import the media plane): what `rostra plan` assumes listeners receive
+DEFAULT_AAC_KBPS = 128.0
 # the scale-out gate as shipped: `rostra gate --workers 1` on Redis, as bench/gate.py names it
 GATE_SERVER = "gate-1w"
 
@@ -174,7 +178,8 @@ def _soak_units(doc: Any) -> dict[str, Figure]:
         _put(units, "segment_bytes", mean, source)
         # the soak's players listened to the server's own AAC-LC rendition
         units["segment_bitrate_kbps"] = Figure(
-            SERVER_AAC_KBPS, "assumption: soak.json's segments carry the server's AAC-LC, kbit/s"
+            SERVER_AAC_KBPS,
+            "assumption: soak.json's segments carry AAC-LC at 96 kbit/s, the server's rate then",
         )
     return units
 
