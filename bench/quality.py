@@ -461,8 +461,8 @@ def aac_choice(clip: Clip) -> dict[str, Any]:
 
 def stage_split(clip: Clip) -> dict[str, Any]:
     """Where the program stage loses quality, offline, on the chromium-like sender's decoded
-    Opus: its leveller alone, then its true-peak limiter, then the mixer as built (the leveller
-    also makes up for the limiter's gain reduction), then the program Opus encoder."""
+    Opus: its leveller alone, then its look-ahead true-peak limiter, then the mixer as built,
+    then the program Opus encoder."""
     packets = encode_opus(
         source_of(clip), bitrate_bps=CHROMIUM_LIKE_BITRATE_BPS, options=chromium_like_options()
     )

@@ -76,4 +76,5 @@ async def test_simulated_loss_is_reported_to_the_sender_as_network_loss_would_be
     await receiver.close()
     assert hook.stats.dropped_by_test >= 5, hook.stats
     assert reported_lost >= 5, (reported_lost, hook.stats)
-    assert hook.stats.packets >= 2 * hook.stats.dropped_by_test  # what arrived reached the buffer
+    assert reported_lost <= hook.stats.dropped_by_test  # the loss reported is the drop's
+    assert hook.stats.packets > hook.stats.dropped_by_test  # what arrived reached the buffer

@@ -133,11 +133,21 @@ def test_studio_invite_opens_the_microphone_without_processing(
     web_server: Server, context: Any
 ) -> None:
     space = web_server.create_space("Studio mode")
-    minted = web_server.api("POST", f"/api/v1/spaces/{space['id']}/invites", json={"studio": True})
-    assert minted.status_code == 201, minted.text
+    # the host mints it on the host page, ticking studio mode
+    host = context.new_page()
+    host.goto(space["host_url"])
+    host.locator("#status[data-status='live']").wait_for()
+    host.fill("#invite-name", "Grace")
+    host.check("#invite-studio")
+    host.click("#invite-create")
+    minted = host.locator("#invites .invite").first
+    assert "studio mode" in minted.locator(".link-meta").inner_text()
+    studio_url = minted.locator("input").input_value()
+    assert studio_url.endswith("#studio"), studio_url
+    host.close()
 
     is_checked, settings = microphone_settings_on_stage(
-        context, minted.json()["speaker_invite_url"], screenshot="/tmp/speak-studio-invite.png"
+        context, studio_url, screenshot="/tmp/speak-studio-invite.png"
     )
     assert is_checked
     assert settings == dict.fromkeys(PROCESSING, False), settings

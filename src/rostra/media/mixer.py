@@ -1,5 +1,6 @@
 """The mixer: levels each voice on stage, then sums them into the program and a mix-minus for
-each speaker, each through a true-peak limiter.
+each speaker: the program through a look-ahead true-peak limiter (it delays the program by
+LOOKAHEAD_SAMPLES), each mix-minus through an instant one (no added latency).
 
 Media plane, pure: no threads, no I/O (media/pipeline.py drives it on its own clock).
 """
@@ -13,7 +14,7 @@ import numpy as np
 
 from rostra.media.audio import FRAME_SAMPLES, Pcm, silence
 from rostra.media.leveller import Leveller
-from rostra.media.loudness import TRUE_PEAK_CEILING_DBTP, Limiter
+from rostra.media.loudness import TRUE_PEAK_CEILING_DBTP, InstantLimiter, Limiter
 
 
 @dataclass(slots=True)
@@ -29,7 +30,7 @@ class Mixer:
 
     def __init__(self) -> None:
         self._program_limiter = Limiter()
-        self._minus_limiters: dict[str, Limiter] = {}
+        self._minus_limiters: dict[str, InstantLimiter] = {}
         self._levellers: dict[str, Leveller] = {}
 
     @property
@@ -52,8 +53,6 @@ class Mixer:
         for frame in levelled.values():
             total += frame
         program = self._program_limiter.process(total.astype(np.float32))
-        for speaker in levelled:
-            self._levellers[speaker].note_limiter(self._program_limiter.power_gain)
         result = MixResult(program=program)
         if len(self._minus_limiters) > len(listeners):
             # a speaker who left between ticks may have been forgotten before this tick began
@@ -68,7 +67,7 @@ class Mixer:
             limiter = self._minus_limiters.get(speaker)
             if limiter is None:
                 # a speaker's return is heard decoded straight from Opus, not by listeners
-                limiter = Limiter(TRUE_PEAK_CEILING_DBTP, is_true_peak=False)
+                limiter = InstantLimiter(TRUE_PEAK_CEILING_DBTP, is_true_peak=False)
                 self._minus_limiters[speaker] = limiter
             result.mix_minus[speaker] = limiter.process(others)
         return result

@@ -117,6 +117,7 @@ async function createInvite(event) {
     }
     json.uses = uses;
   }
+  if ($('invite-studio').checked) json.studio = true;
   const button = $('invite-create');
   button.disabled = true;
   try {
@@ -127,7 +128,8 @@ async function createInvite(event) {
     const meta = document.createElement('span');
     meta.className = 'link-meta';
     const usesNote = invite.uses ? `${invite.uses} use${invite.uses === 1 ? '' : 's'}` : 'unlimited uses';
-    meta.textContent = `${usesNote} · expires ${formatWhen(invite.expires_at)}`;
+    const studioNote = invite.studio ? ' · studio mode' : '';
+    meta.textContent = `${usesNote}${studioNote} · expires ${formatWhen(invite.expires_at)}`;
     row.append(meta);
     row.classList.add('invite');
     $('invites').prepend(row);
