@@ -125,6 +125,7 @@ def test_voices_at_minus_30_and_minus_10_dbfs_reach_the_listener_at_minus_16_luf
         "program": loudness_lufs(settled),
         "true_peak": {name: true_peak_dbtp(decode(tmp_path / f"{name}.wav")) for name in listeners},
     }
+    print(f"\nloudness sent and heard (LUFS; true peak dBTP): {figures}")  # noqa: T201
     assert sent["b"] - sent["a"] > 18, figures
     assert abs(figures["program"] - TARGET_LUFS) <= 1.0, figures
     for name, level in heard.items():
