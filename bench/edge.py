@@ -45,6 +45,7 @@ from harness import (
     percentiles,
     prioritize_clients,
     running_server,
+    wait_for_segments,
     write_results,
 )
 from rostra.rehearse.hls_player import next_position, parse_live_playlist, parts_after, start_part
@@ -350,17 +351,6 @@ def start_speaker(invite_url: str) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "rostra", "speak", invite_url, "--tone", "440"]
     command += ["--seconds", "3600", "--name", "Tone"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-async def wait_for_segments(url: str, count: int = 3) -> None:
-    deadline = time.monotonic() + 30
-    async with httpx.AsyncClient(timeout=5) as client:
-        while time.monotonic() < deadline:
-            response = await client.get(url)
-            if response.status_code == 200 and response.text.count("#EXTINF") >= count:
-                return
-            await asyncio.sleep(0.5)
-    raise RuntimeError(f"{url} listed fewer than {count} segments in time")
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:

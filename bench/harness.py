@@ -6,6 +6,7 @@ Benchmarks are scripts run from the repository root (`.venv/bin/python bench/NAM
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -116,13 +117,31 @@ def create_space(server: Server, title: str) -> dict[str, Any]:
     return body
 
 
-def metric_values(server: Server, space_id: str) -> dict[str, float]:
-    """The space's samples in /metrics, by metric name (counters without their `_total`)."""
-    text = httpx.get(
+def metrics_text(server: Server) -> str:
+    """The server's /metrics, read with the admin token."""
+    return httpx.get(
         server.url + "/metrics",
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
         timeout=HTTP_TIMEOUT_S,
     ).text
+
+
+async def wait_for_segments(playlist_url: str, count: int = 3, timeout_s: float = 30.0) -> None:
+    """A player (hls.js, ffmpeg) that joins a live playlist with no segments yet only retries or
+    gives up: wait until it lists a few."""
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=5) as client:
+        while time.monotonic() < deadline:
+            response = await client.get(playlist_url)
+            if response.status_code == 200 and response.text.count("#EXTINF") >= count:
+                return
+            await asyncio.sleep(0.25)
+    raise RuntimeError(f"{playlist_url} listed fewer than {count} segments in time")
+
+
+def metric_values(server: Server, space_id: str) -> dict[str, float]:
+    """The space's samples in /metrics, by metric name (counters without their `_total`)."""
+    text = metrics_text(server)
     values: dict[str, float] = {}
     pattern = re.compile(r'^(rostra_\w+)\{space="' + re.escape(space_id) + r'"\} (\S+)$')
     for line in text.splitlines():

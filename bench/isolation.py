@@ -53,9 +53,9 @@ from harness import (
     process_sample,
     process_tree,
     running_server,
+    wait_for_segments,
     write_results,
 )
-from latency import wait_for_segments
 from marks import SAMPLE_RATE_HZ, Mark, OnsetDetector, mark_train, match_marks
 from rostra.media.opus import OpusDecoder, OpusError
 from rostra.rehearse.speaker import whip_target

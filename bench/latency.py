@@ -37,6 +37,7 @@ from harness import (
     percentiles,
     prioritize_clients,
     running_server,
+    wait_for_segments,
     write_results,
 )
 from hls_player import Heard, HlsPlayer, hls_js_version
@@ -169,18 +170,6 @@ class Listening:
             if frame.layout.name == "stereo":
                 samples = samples.reshape(-1, 2).mean(axis=1)
             detector.feed((samples / INT16_FULL_SCALE).astype(np.float32), arrived_at)
-
-
-async def wait_for_segments(playlist_url: str, count: int = 3) -> None:
-    """A player that joins before the program has segments only retries: wait for a few."""
-    deadline = time.monotonic() + HLS_START_TIMEOUT_S
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            response = await client.get(playlist_url)
-            if response.status_code == 200 and response.text.count("#EXTINF") >= count:
-                return
-            await asyncio.sleep(0.25)
-    raise RuntimeError(f"{playlist_url} listed fewer than {count} segments in time")
 
 
 async def wait_for_streams(listening: Listening) -> None:

@@ -37,6 +37,7 @@ from harness import (
     percentiles,
     prioritize_clients,
     running_server,
+    wait_for_segments,
     write_results,
 )
 from hls_player import HlsPlayer
@@ -108,18 +109,6 @@ def source_pcm(train: MarkTrain, speech: np.ndarray, seconds_after: float) -> np
     loop = np.concatenate([speech, gap])
     pieces += [loop] * int(np.ceil(seconds_after * SAMPLE_RATE_HZ / loop.size))
     return np.concatenate(pieces).astype(np.float32)
-
-
-async def wait_for_segments(playlist_url: str, count: int = 3) -> None:
-    deadline = time.monotonic() + SEGMENTS_TIMEOUT_S
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                response = await client.get(playlist_url)
-                if response.status_code == 200 and response.text.count("#EXTINF") >= count:
-                    return
-            await asyncio.sleep(0.25)
-    raise RuntimeError(f"{playlist_url} listed fewer than {count} segments in time")
 
 
 def latency_figures(sent: list[Mark], heard: list[Mark]) -> dict[str, Any]:

@@ -48,7 +48,6 @@ import asyncio
 import os
 import re
 import subprocess
-import time
 import wave
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,14 +70,15 @@ from bots import (
     sender_lateness,
 )
 from harness import (
-    ADMIN_TOKEN,
     CHROMIUM,
     Server,
     audio_check,
     create_space,
     metric_values,
+    metrics_text,
     prioritize_clients,
     running_server,
+    wait_for_segments,
     write_results,
 )
 from rostra.media.leveller import Leveller
@@ -186,24 +186,12 @@ def path_urls(server: Server, space: dict[str, Any]) -> dict[str, str]:
     return urls
 
 
-async def wait_for_segments(playlist_url: str, count: int = 3) -> None:
-    """ffmpeg gives up on a live playlist that is not there yet: wait for a few segments."""
-    deadline = time.monotonic() + SEGMENTS_TIMEOUT_S
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            response = await client.get(playlist_url)
-            if response.status_code == 200 and response.text.count("#EXTINF") >= count:
-                return
-            await asyncio.sleep(0.25)
-    raise RuntimeError(f"{playlist_url} listed fewer than {count} segments in time")
-
-
 async def start_captures(
     urls: dict[str, str], seconds: float, folder: Path, tag: str
 ) -> dict[str, tuple[subprocess.Popen[bytes], Path]]:
     for name, url in urls.items():
         if name.endswith("_hls"):
-            await wait_for_segments(url)
+            await wait_for_segments(url, timeout_s=SEGMENTS_TIMEOUT_S)
     captures = {}
     for name, url in urls.items():
         margin = HLS_MARGIN_S if name.endswith("_hls") else PROGRESSIVE_MARGIN_S
@@ -340,11 +328,7 @@ def chromium_bitrate(session: dict[str, Any]) -> int:
 
 def ingest_counts(server: Server, space_id: str) -> dict[str, int]:
     """The origin's count of the space's speaker packets, by fate."""
-    text = httpx.get(
-        server.url + "/metrics",
-        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        timeout=HTTP_TIMEOUT_S,
-    ).text
+    text = metrics_text(server)
     counts: dict[str, int] = {}
     for line in text.splitlines():
         if not line.startswith("rostra_ingest_packets") or f'space="{space_id}"' not in line:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import subprocess
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,13 +59,15 @@ def resample_to_program_rate(path: Path) -> Pcm:
     return np.concatenate(chunks).astype(np.float32)
 
 
-def encode(pcm: Pcm, frame_ms: int = FRAME_MS) -> list[bytes]:
-    """libopus, mono, with in-band FEC, as a browser sends."""
+def encode(
+    pcm: Pcm, frame_ms: int = FRAME_MS, options: Mapping[str, str] = FEC_OPTIONS
+) -> list[bytes]:
+    """libopus, mono, by default with in-band FEC, as a browser sends."""
     encoder = av.CodecContext.create("libopus", "w")
     encoder.sample_rate = SAMPLE_RATE_HZ
     encoder.layout = "mono"
     encoder.format = "flt"
-    encoder.options = {"frame_duration": str(frame_ms), **FEC_OPTIONS}
+    encoder.options = {"frame_duration": str(frame_ms), **options}
     encoder.open()
     packets: list[bytes] = []
     for start in range(0, pcm.size - FRAME_SAMPLES + 1, FRAME_SAMPLES):

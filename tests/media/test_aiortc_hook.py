@@ -21,13 +21,14 @@ def test_aiortc_keeps_its_audio_jitter_buffer_where_rostra_hooks() -> None:
     assert "add" in source.co_names
 
 
-async def test_every_received_packet_reaches_rostras_jitter_buffer() -> None:
+async def hooked_pair(
+    hook: JitterHook, *, tone_s: float
+) -> tuple[RTCPeerConnection, RTCPeerConnection]:
+    """A sender of a tone and a receiver whose audio goes to `hook`, connected over loopback."""
     restrict_ice_host_addresses(["127.0.0.1"])
     local = RTCConfiguration(iceServers=[])  # loopback only, never a public STUN server
     sender, receiver = RTCPeerConnection(local), RTCPeerConnection(local)
-    sender.addTransceiver(PcmTrack(tone(440, 3)), direction="sendonly")
-    jitter = JitterBuffer()
-    hook = JitterHook(jitter, dropper=None)
+    sender.addTransceiver(PcmTrack(tone(440, tone_s)), direction="sendonly")
     await sender.setLocalDescription(await sender.createOffer())
     await receiver.setRemoteDescription(sender.localDescription)
     hook_receiver(receiver.getTransceivers()[0].receiver, hook)
@@ -35,6 +36,13 @@ async def test_every_received_packet_reaches_rostras_jitter_buffer() -> None:
     await sender.setRemoteDescription(
         RTCSessionDescription(receiver.localDescription.sdp, "answer")
     )
+    return sender, receiver
+
+
+async def test_every_received_packet_reaches_rostras_jitter_buffer() -> None:
+    jitter = JitterBuffer()
+    hook = JitterHook(jitter, dropper=None)
+    sender, receiver = await hooked_pair(hook, tone_s=3)
     frames = []
     for _ in range(100):  # pull as the mixer does, one 20 ms frame at a time
         await asyncio.sleep(0.02)
@@ -50,18 +58,8 @@ async def test_every_received_packet_reaches_rostras_jitter_buffer() -> None:
 async def test_simulated_loss_is_reported_to_the_sender_as_network_loss_would_be() -> None:
     """The dropper strikes before aiortc's receive statistics, so RTCP receiver reports carry
     the loss back to the sender (a browser's Opus encoder adds in-band FEC only for that)."""
-    restrict_ice_host_addresses(["127.0.0.1"])
-    local = RTCConfiguration(iceServers=[])
-    sender, receiver = RTCPeerConnection(local), RTCPeerConnection(local)
-    sender.addTransceiver(PcmTrack(tone(440, 6)), direction="sendonly")
     hook = JitterHook(JitterBuffer(), dropper=PacketDropper(0.2, seed=7))
-    await sender.setLocalDescription(await sender.createOffer())
-    await receiver.setRemoteDescription(sender.localDescription)
-    hook_receiver(receiver.getTransceivers()[0].receiver, hook)
-    await receiver.setLocalDescription(await receiver.createAnswer())
-    await sender.setRemoteDescription(
-        RTCSessionDescription(receiver.localDescription.sdp, "answer")
-    )
+    sender, receiver = await hooked_pair(hook, tone_s=6)
     reported_lost = 0
     for _ in range(60):  # receiver reports come every 0.5-1.5 s
         await asyncio.sleep(0.1)

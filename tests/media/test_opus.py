@@ -5,13 +5,13 @@ from __future__ import annotations
 import ctypes
 import random
 
-import av
 import numpy as np
 import pytest
 
 from rostra.media import opus
 from rostra.media.audio import FRAME_SAMPLES, SAMPLE_RATE_HZ, Pcm
 from rostra.media.opus import OpusDecoder, OpusError, OpusLibraryError
+from tests.media.jitter_playout import FEC_OPTIONS, encode
 
 DURATION_S = 3
 FUNDAMENTAL_HZ = 140.0
@@ -20,7 +20,6 @@ VIBRATO_HZ = 5.0
 VIBRATO_DEPTH_RAD = 3.0
 SYLLABLE_HZ = 3.0
 AMPLITUDE = 0.4
-FEC_OPTIONS = {"fec": "1", "packet_loss": "5"}
 MAX_CODEC_DELAY_SAMPLES = 1_000
 
 
@@ -33,25 +32,6 @@ def voiced_signal() -> Pcm:
     peak = float(np.max(np.abs(tone)))
     pcm: Pcm = (AMPLITUDE * envelope * tone / peak).astype(np.float32)
     return pcm
-
-
-def encode(pcm: Pcm, frame_ms: int = 20, options: dict[str, str] | None = None) -> list[bytes]:
-    encoder = av.CodecContext.create("libopus", "w")
-    encoder.sample_rate = SAMPLE_RATE_HZ
-    encoder.layout = "mono"
-    encoder.format = "flt"
-    encoder.options = {"frame_duration": str(frame_ms), **(options or {})}
-    encoder.open()
-    packets: list[bytes] = []
-    for start in range(0, pcm.size - FRAME_SAMPLES + 1, FRAME_SAMPLES):
-        frame = av.AudioFrame.from_ndarray(
-            pcm[None, start : start + FRAME_SAMPLES].copy(), format="flt", layout="mono"
-        )
-        frame.sample_rate = SAMPLE_RATE_HZ
-        frame.pts = start
-        packets += [bytes(packet) for packet in encoder.encode(frame)]
-    packets += [bytes(packet) for packet in encoder.encode(None)]
-    return packets
 
 
 def correlation(a: Pcm, b: Pcm) -> float:
@@ -72,7 +52,7 @@ def fec_packets(source: Pcm) -> list[bytes]:
 def test_decode_returns_float32_mono_of_the_packets_own_duration(
     source: Pcm, frame_ms: int
 ) -> None:
-    packets = encode(source, frame_ms)
+    packets = encode(source, frame_ms, options={})
     expected_samples = SAMPLE_RATE_HZ * frame_ms // 1000
     with OpusDecoder() as decoder:
         pcm = [decoder.decode(packet) for packet in packets]
@@ -132,7 +112,7 @@ def test_has_fec_is_true_exactly_when_libopus_uses_the_fec_data(fec_packets: lis
 
 def test_packets_encoded_without_fec_report_none(source: Pcm) -> None:
     with OpusDecoder() as decoder:
-        assert not any(decoder.has_fec(packet) for packet in encode(source))
+        assert not any(decoder.has_fec(packet) for packet in encode(source, options={}))
 
 
 def test_corrupt_packet_raises_opus_error_with_the_libopus_message() -> None:
