@@ -146,6 +146,19 @@ def test_studio_invite_opens_the_microphone_without_processing(
     assert studio_url.endswith("#studio"), studio_url
     host.close()
 
+    # the host speaks in studio mode too: their own microphone opens unprocessed
+    host = context.new_page()
+    host.add_init_script(KEEP_OPENED_STREAMS)
+    host.goto(space["host_url"])
+    host.locator("#status[data-status='live']").wait_for()
+    host.check("#host-studio")
+    host.click("#join")
+    host.locator("#panel-live").wait_for(state="visible", timeout=20_000)
+    settings = host.evaluate("window.openedStreams[0].getAudioTracks()[0].getSettings()")
+    assert {name: settings.get(name) for name in PROCESSING} == dict.fromkeys(PROCESSING, False)
+    host.click("#leave")
+    host.close()
+
     is_checked, settings = microphone_settings_on_stage(
         context, studio_url, screenshot="/tmp/speak-studio-invite.png"
     )

@@ -180,6 +180,7 @@ const panel = new StagePanel({
   spaceId,
   token,
   getName: () => 'Host',
+  getMicrophoneOptions: () => ({ isStudio: $('host-studio').checked }),
   elements: panelElements(),
   onChange: () => {
     stageKey = '';
