@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from rostra.media.ingest import JitterHook
 from rostra.media.jitter import JitterBuffer
 from rostra.media.opus import OpusDecoder
-from tests.media.test_opus import FEC_OPTIONS, encode, voiced_signal
+from tests.media.jitter_playout import FEC_OPTIONS, encode
+from tests.media.test_opus import voiced_signal
 
 
 @dataclass
@@ -28,7 +29,7 @@ def counted(packets: list[bytes]) -> JitterHook:
 
 def test_hook_counts_payload_bytes_packets_and_those_carrying_fec() -> None:
     with_fec = encode(voiced_signal(), options=FEC_OPTIONS)
-    without_fec = encode(voiced_signal())
+    without_fec = encode(voiced_signal(), options={})
     with OpusDecoder() as parser:
         expected_fec = sum(parser.has_fec(packet) for packet in with_fec)
     assert expected_fec > len(with_fec) // 2  # the fixture does carry FEC
