@@ -115,7 +115,9 @@ def test_incident_report_counts_what_was_sent_and_names_the_flooding_prefix(
         assert httpx.get(f"{server.url}/api/v1/spaces/{space['id']}/incident").status_code == 401
         sent = send_the_mix(server.url, space["id"])
         assert sent["join"][201] >= GOOD_JOINS
-        assert sent["join"][429] >= FLOOD_JOINS - 2 * 10  # two workers, 10 a minute each
+        # two workers, 10 a minute each; a sliding-window counter weighs the last minute's count,
+        # so across a minute boundary each may let one more through
+        assert sent["join"][429] >= FLOOD_JOINS - 2 * (10 + 1)
         assert sent["heartbeat"] == Counter({401: FORGED_HEARTBEATS})
         assert sent["junk"] == Counter({404: len(JUNK_PATHS)})
         time.sleep(FLUSHED_S)  # and nothing more comes: the numbers are exact
