@@ -8,7 +8,8 @@ Senders, one at a time:
 - `chromium_studio`: the same, with the page's studio mode checked (no echo cancellation, noise
   suppression or automatic gain: a guest on headphones);
 - `chromium_like`: an aiortc bot sending libopus packets encoded as Chromium's WebRTC encodes with
-  Rostra's answer (mono, full band, 64 kbit/s VBR, application voip, in-band FEC allowed, no DTX)
+  Rostra's answer (mono, full band, the server's bitrate, constrained VBR, application voip,
+  in-band FEC allowed, no DTX)
   on a clean network (expected loss 0 %);
 - `rostra_speak`: aiortc's stock encoder, as `rostra speak` sends (Opus 96 kbit/s stereo L=R);
 - `chromium_like_told` (lossy runs, full mode): the same bot with its expected loss set to the
@@ -23,7 +24,7 @@ speaker's RTP packets; the bench prints the share actually dropped, from the ori
 What the loss figures mean: the dropper discards packets before aiortc counts them, as a network
 would, so the RTCP receiver reports Rostra sends carry the loss. Chromium's WebRTC feeds that
 reported loss fraction to libopus as its expected packet loss, and libopus codes in-band FEC
-(SILK LBRR) only when it is above 0 % (at 64 kbit/s with 0 % it stays in CELT-only mode, which
+(SILK LBRR) only when it is above 0 % (from 64 kbit/s with 0 % it stays in CELT-only mode, which
 carries no FEC); so Chromium adds FEC a few seconds into a lossy session, once reports arrive,
 which the origin's `rostra_speaker_fec_packets` shows. The bots cannot adapt (their packets are
 encoded beforehand): `chromium_like` at a drop rate is a sender that ignores the reports
@@ -36,7 +37,9 @@ against the source) and the integrated loudness (LUFS, BS.1770). Beside each, th
 the same source through the sender's encoder settings (with the same seeded drops) and the path's
 program encoder (FFmpeg's libopus or native AAC at Rostra's settings), decoded offline, no network
 and no browser audio processing: the difference is Rostra's (and the browser's) share.
-Also: FFmpeg's native AAC at 96 and 128 kbit/s alone, with the cost per listener-hour.
+Also, offline: the Chromium-like encoder at each bitrate the server may ask speakers for
+(`--speaker-bitrate-kbps` sets the one this run's server asks for), and FFmpeg's native AAC at 96
+and 128 kbit/s alone, with the cost per listener-hour.
 
 Run from the repository root:  .venv/bin/python bench/quality.py [--quick]
 """
@@ -121,6 +124,9 @@ FULL_PLAN: dict[float, tuple[str, ...]] = {
 }
 QUICK_PLAN: dict[float, tuple[str, ...]] = {0.0: ("chromium",), 0.03: ("chromium",)}
 AAC_BITRATES_BPS = (96_000, 128_000)
+# the bitrates a server may ask speakers for, swept offline with the Chromium-like encoder
+SPEAKER_BITRATES_KBPS = (32, 40, 48, 56, 64, 80, 96, 128)
+SWEEP_LOSS = 0.03
 # 128 kbit/s is worth its cost only for an audible gain: a PESQ-WB step or the sibilants kept
 AAC_WORTH_PESQ = 0.1
 AAC_WORTH_SIBILANT_DB = 0.5
@@ -223,6 +229,7 @@ async def bot_session(
     *,
     sender: str,
     drop_rate: float,
+    bitrate_bps: int,
     folder: Path,
 ) -> dict[str, Any]:
     """One bot speaks the clip once while ffmpeg listens on every path."""
@@ -231,7 +238,7 @@ async def bot_session(
     if sender == "rostra_speak":
         track = TimedPcmTrack(source)
     else:
-        packets = sender_packets(sender, source, {}, drop_rate=drop_rate)
+        packets = sender_packets(sender, source, {}, drop_rate=drop_rate, bitrate_bps=bitrate_bps)
         track = OpusPacketTrack(packets, is_looped=False)
     seconds = CONNECT_ALLOWANCE_S + source.size / SAMPLE_RATE_HZ
     captures = await start_captures(urls, seconds, folder, f"{space['id']}-{sender}")
@@ -350,12 +357,21 @@ def loss_figures(counts: dict[str, int]) -> dict[str, Any]:
 
 
 async def run_loss(
-    clip: Clip, senders: tuple[str, ...], *, drop_rate: float, seed: int, folder: Path
+    clip: Clip,
+    senders: tuple[str, ...],
+    *,
+    drop_rate: float,
+    seed: int,
+    bitrate_bps: int,
+    folder: Path,
 ) -> dict[str, Any]:
-    """One server at this drop rate; each sender in turn, in its own space."""
-    env = {"ROSTRA_INGEST_DROP_RATE": str(drop_rate), "ROSTRA_INGEST_DROP_SEED": str(seed)}
+    """One server at this drop rate, asking speakers for `bitrate_bps`; each sender in turn, in
+    its own space."""
+    env = {"ROSTRA_SPEAKER_BITRATE_KBPS": str(bitrate_bps // 1000)}
+    if drop_rate:
+        env |= {"ROSTRA_INGEST_DROP_RATE": str(drop_rate), "ROSTRA_INGEST_DROP_SEED": str(seed)}
     results: dict[str, Any] = {}
-    with running_server(env if drop_rate else None) as server:
+    with running_server(env) as server:
         for sender in senders:
             print(f"  {sender}, drop rate {drop_rate:.0%} …", flush=True)
             space = create_space(server, f"Quality bench {sender}")
@@ -367,7 +383,13 @@ async def run_loss(
                 )
             else:
                 session = await bot_session(
-                    space, urls, clip, sender=sender, drop_rate=drop_rate, folder=folder
+                    space,
+                    urls,
+                    clip,
+                    sender=sender,
+                    drop_rate=drop_rate,
+                    bitrate_bps=bitrate_bps,
+                    folder=folder,
                 )
             session["loss"] = loss_figures(ingest_counts(server, space["id"]))
             session["origin_received"] = received_figures(server, space["id"])
@@ -376,24 +398,37 @@ async def run_loss(
 
 
 def sender_packets(
-    sender: str, source: np.ndarray, session: dict[str, Any], *, drop_rate: float
+    sender: str,
+    source: np.ndarray,
+    session: dict[str, Any],
+    *,
+    drop_rate: float,
+    bitrate_bps: int,
 ) -> list[bytes]:
     """The Opus packets `sender` makes of `source` (for Chromium: as its encoder was set)."""
     if sender == "rostra_speak":
         return codec_reference.aiortc_packets(source)
     is_browser = "chromium_sent" in session
-    bitrate = chromium_bitrate(session) if is_browser else CHROMIUM_LIKE_BITRATE_BPS
+    bitrate = chromium_bitrate(session) if is_browser else bitrate_bps
     # Chromium sets its expected loss from the receiver reports within seconds: as if told
     told = round(100 * drop_rate) if sender in TOLD_SENDERS else 0
     return encode_opus(source, bitrate_bps=bitrate, options=chromium_like_options(told))
 
 
 def codec_alone(
-    clip: Clip, sender: str, session: dict[str, Any], *, drop_rate: float, seed: int
+    clip: Clip,
+    sender: str,
+    session: dict[str, Any],
+    *,
+    drop_rate: float,
+    seed: int,
+    bitrate_bps: int,
 ) -> dict[str, Any]:
     """Per program ("opus", "aac"): the sender's packets (with the same seeded drops), decoded,
     through the program encoder and decoded again, offline."""
-    packets = sender_packets(sender, source_of(clip), session, drop_rate=drop_rate)
+    packets = sender_packets(
+        sender, source_of(clip), session, drop_rate=drop_rate, bitrate_bps=bitrate_bps
+    )
     dropped = codec_reference.drops(len(packets), rate=drop_rate, seed=seed)
     spoken = codec_reference.decode(packets, dropped if drop_rate else None)
     figures: dict[str, Any] = {"sender_codec": assess(spoken, clip)}
@@ -406,13 +441,40 @@ def codec_alone(
     return figures
 
 
-def aac_choice(clip: Clip) -> dict[str, Any]:
+def speaker_bitrate_sweep(clip: Clip, *, seed: int) -> dict[str, Any]:
+    """The Chromium-like encoder alone at each bitrate the server may ask for, offline: what it
+    sends (kbit/s of Opus payload) and what a listener of the program's Opus path gets, clean
+    and at 3 % loss with the encoder told of it (so with in-band FEC). libopus keeps a mono
+    voice in hybrid mode (SILK to 8 kHz, CELT above) below about 64 kbit/s and goes CELT-only
+    from there, which is why the scores are not monotonic."""
+    source = source_of(clip)
+    seconds = source.size / SAMPLE_RATE_HZ
+    sweep: dict[str, Any] = {}
+    for kbps in SPEAKER_BITRATES_KBPS:
+        row: dict[str, Any] = {}
+        for rate in (0.0, SWEEP_LOSS):
+            told = round(100 * rate)
+            packets = encode_opus(
+                source, bitrate_bps=kbps * 1000, options=chromium_like_options(told)
+            )
+            dropped = codec_reference.drops(len(packets), rate=rate, seed=seed) if rate else None
+            spoken = codec_reference.decode(packets, dropped)
+            heard = codec_reference.program_roundtrip(codec_reference.through_mixer(spoken), "opus")
+            figures = assess(heard, clip)
+            row[loss_label(rate)] = {
+                "sent_kbps": round(sum(map(len, packets)) * 8 / seconds / 1000, 1),
+                "pesq_wb": figures.get("pesq_wb"),
+                "sibilant_band_db": figures.get("sibilant_band_db"),
+            }
+        sweep[str(kbps)] = row
+    return sweep
+
+
+def aac_choice(clip: Clip, *, bitrate_bps: int) -> dict[str, Any]:
     """FFmpeg's native AAC-LC alone at each candidate bitrate, from the source and after the
     chromium-like sender's Opus; the cost is the ADTS stream's bytes per listener-hour."""
     source = source_of(clip)
-    packets = encode_opus(
-        source, bitrate_bps=CHROMIUM_LIKE_BITRATE_BPS, options=chromium_like_options()
-    )
+    packets = encode_opus(source, bitrate_bps=bitrate_bps, options=chromium_like_options())
     spoken = codec_reference.decode(packets)
     figures: dict[str, Any] = {}
     for bitrate in AAC_BITRATES_BPS:
@@ -443,13 +505,11 @@ def aac_choice(clip: Clip) -> dict[str, Any]:
     return figures
 
 
-def stage_split(clip: Clip) -> dict[str, Any]:
+def stage_split(clip: Clip, *, bitrate_bps: int) -> dict[str, Any]:
     """Where the program stage loses quality, offline, on the chromium-like sender's decoded
     Opus: its leveller alone, then its look-ahead true-peak limiter, then the mixer as built,
     then the program Opus encoder."""
-    packets = encode_opus(
-        source_of(clip), bitrate_bps=CHROMIUM_LIKE_BITRATE_BPS, options=chromium_like_options()
-    )
+    packets = encode_opus(source_of(clip), bitrate_bps=bitrate_bps, options=chromium_like_options())
     spoken = codec_reference.decode(packets)
     mixed = codec_reference.through_mixer(spoken)
     stages = {
@@ -522,18 +582,36 @@ def cell(value: Any, width: int) -> str:
     return f"{value:>{width}.2f}" if isinstance(value, float | int) else f"{'—':>{width}}"
 
 
+def print_speaker_sweep(result: dict[str, Any]) -> None:
+    lossy = loss_label(SWEEP_LOSS)
+    print(
+        "\nSpeaker bitrate asked for (Chromium-like encoder, program Opus path, offline; "
+        f"* = this run's): sent kbit/s, PESQ-WB, sibilant dB — clean | {lossy} told"
+    )
+    for kbps, row in result["speaker_bitrates"].items():
+        mark = "*" if int(kbps) == result["speaker_bitrate_kbps"] else " "
+        cells = [
+            f"{row[label]['sent_kbps']:6.1f} {cell(row[label]['pesq_wb'], 5)} "
+            f"{cell(row[label]['sibilant_band_db'], 5)}"
+            for label in ("clean", lossy)
+        ]
+        print(f"  {kbps:>4}{mark} {' | '.join(cells)}")
+
+
 def print_summary(result: dict[str, Any]) -> None:
     print_table(result["matrix"])
     chromium = result["matrix"].get("clean", {}).get("chromium", {}).get("chromium_sent")
     if chromium:
         print(f"\nChromium sent: {chromium}")
+    print_speaker_sweep(result)
     print("\nAAC alone (FFmpeg native):")
     for bitrate in AAC_BITRATES_BPS:
         figures = result["aac"][str(bitrate)]
         source, tandem = figures["from_source"], figures["after_chromium_like_opus"]
         print(
             f"  {bitrate // 1000} kbit/s: PESQ-WB {cell(source.get('pesq_wb'), 5)} "
-            f"(after Opus 64k: {cell(tandem.get('pesq_wb'), 5)}), sibilant band "
+            f"(after Opus {result['speaker_bitrate_kbps']}k: {cell(tandem.get('pesq_wb'), 5)}), "
+            "sibilant band "
             f"{cell(source.get('sibilant_band_db'), 5)} dB, "
             f"{figures['megabytes_per_listener_hour']} MB per listener-hour"
         )
@@ -559,15 +637,18 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         plan = {rate: plan.get(rate, FULL_PLAN[0.03]) for rate in args.losses}
     if args.senders:
         plan = {rate: tuple(args.senders) for rate in plan}
+    bitrate = args.speaker_bitrate_kbps * 1000
     matrix: dict[str, Any] = {}
     with TemporaryDirectory(prefix="rostra-quality-") as scratch:
         folder = args.keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         for rate, senders in plan.items():
-            sessions = await run_loss(clip, senders, drop_rate=rate, seed=args.seed, folder=folder)
+            sessions = await run_loss(
+                clip, senders, drop_rate=rate, seed=args.seed, bitrate_bps=bitrate, folder=folder
+            )
             for sender, session in sessions.items():
                 session["codec_alone"] = codec_alone(
-                    clip, sender, session, drop_rate=rate, seed=args.seed
+                    clip, sender, session, drop_rate=rate, seed=args.seed, bitrate_bps=bitrate
                 )
             matrix[loss_label(rate)] = sessions
     return {
@@ -581,8 +662,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         },
         "drop_seed": args.seed,
         "matrix": matrix,
-        "aac": aac_choice(clip),
-        "program_stages": stage_split(clip),
+        "speaker_bitrate_kbps": args.speaker_bitrate_kbps,
+        "speaker_bitrates": speaker_bitrate_sweep(clip, seed=args.seed),
+        "aac": aac_choice(clip, bitrate_bps=bitrate),
+        "program_stages": stage_split(clip, bitrate_bps=bitrate),
         "targets": TARGETS,
         "verdicts": verdicts(matrix),
         "method": "ffmpeg decodes each listening URL to 48 kHz mono; each part is found by "
@@ -609,6 +692,12 @@ def main() -> None:
         help="only these drop rates (comma-separated, e.g. 0,0.03)",
     )
     parser.add_argument("--seed", type=int, default=11, help="seed of the drops and the bursts")
+    parser.add_argument(
+        "--speaker-bitrate-kbps",
+        type=int,
+        default=CHROMIUM_LIKE_BITRATE_BPS // 1000,
+        help="the Opus bitrate the server asks speakers for (default: the server's own)",
+    )
     parser.add_argument("--keep", type=Path, help="keep the listeners' captures (WAV) here")
     parser.add_argument(
         "--same-priority", action="store_true", help="do not run the clients ahead of the server"

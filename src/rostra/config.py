@@ -45,7 +45,7 @@ class Settings:
     turn_ttl_s: int = 3600
     max_voices: int = 13
     # the Opus average bitrate a speaker's WHIP answer asks for (mono, full band, in-band FEC)
-    speaker_bitrate_kbps: int = 64
+    speaker_bitrate_kbps: int = 96
     max_sdp_bytes: int = 64 * 1024
     live_window_segments: int = 6
     log_level: str = "info"

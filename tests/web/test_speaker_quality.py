@@ -78,14 +78,15 @@ def measure(context: Any) -> Any:
 def test_chromium_sends_the_bitrate_the_answer_asks_for_with_in_band_fec(
     web_server: Server, low_bitrate_server: Server, measure: Any
 ) -> None:
-    kbps, packet_rate, fec_fraction = measure(web_server, "default 64 kbit/s")
-    assert 40 <= kbps <= 80, f"{kbps:.1f} kbit/s with the default 64 kbit/s answer"
+    kbps, packet_rate, fec_fraction = measure(web_server, "default 96 kbit/s")
+    # Chromium's libopus runs constrained VBR: speech takes about 3/4 of the cap
+    assert 55 <= kbps <= 110, f"{kbps:.1f} kbit/s with the default 96 kbit/s answer"
     # usedtx=0: a packet every 20 ms, through the pauses between the looped sentences too
     assert packet_rate >= 0.9 * PACKETS_PER_S, f"{packet_rate:.1f} packets/s"
     # useinbandfec=1 turns libopus's FEC on in Chromium's encoder, but libopus writes LBRR only
     # for the packet loss the sender expects (OPUS_SET_PACKET_LOSS_PERC), which WebRTC sets from
     # the loss the receiver's RTCP reports (smoothed over ~10 s); on loopback the origin reports
-    # none. At 64 kbit/s libopus codes speech CELT-only (measured: TOC config 31 in every
+    # none. At 96 kbit/s libopus codes speech CELT-only (measured: TOC config 31 in every
     # packet), and CELT frames carry no LBRR at all; under reported loss libopus moves to SILK or
     # hybrid so that FEC can be sent. So a loss-free link shows no FEC: that is what is true.
     assert fec_fraction == 0.0, f"FEC in {fec_fraction:.0%} of packets without any loss"

@@ -80,7 +80,7 @@ def serve(
             min=MIN_SPEAKER_BITRATE_KBPS,
             max=MAX_SPEAKER_BITRATE_KBPS,
             help="Opus bitrate asked of browser speakers (mono, full band, in-band FEC), "
-            "kbit/s; default 64 [env ROSTRA_SPEAKER_BITRATE_KBPS]",
+            "kbit/s; default 96 [env ROSTRA_SPEAKER_BITRATE_KBPS]",
         ),
     ] = None,
 ) -> None:

@@ -40,7 +40,7 @@ JITTER_BUFFER_ATTRIBUTE = "_RTCRtpReceiver__jitter_buffer"
 RETURN_QUEUE_FRAMES = 10
 ICE_GATHER_TIMEOUT_S = 10.0
 # what the answer asks a speaker's Opus encoder for, unless the origin is told otherwise
-DEFAULT_SPEAKER_BITRATE_BPS = 64_000
+DEFAULT_SPEAKER_BITRATE_BPS = 96_000
 
 
 class PacketDropper:

@@ -11,7 +11,27 @@ from enum import StrEnum
 
 class Role(StrEnum):
     HOST = "host"
+    COHOST = "cohost"
     SPEAKER = "speaker"
+
+
+# at most this many co-hosts at once in a space
+MAX_COHOSTS = 2
+
+
+def may_moderate(role: Role) -> bool:
+    """Hosts and co-hosts run the stage: invite from the hand queue, mute, remove, block."""
+    return role in (Role.HOST, Role.COHOST)
+
+
+def may_act_on(actor: Role, target: Role) -> bool:
+    """Whether `actor` may mute, remove or block someone holding `target`: the host anyone but
+    the host; a co-host only speakers (never the host or another co-host); a speaker no one."""
+    if actor == Role.HOST:
+        return target != Role.HOST
+    if actor == Role.COHOST:
+        return target == Role.SPEAKER
+    return False
 
 
 @dataclass(frozen=True, slots=True)
