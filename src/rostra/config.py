@@ -104,6 +104,9 @@ class Settings:
     limits_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     # the incident log keeps its per-second rows this long
     incident_retention_days: int = 30
+    # live captions (speech recognition in a child of the origin, docs/media.md "Captions"):
+    # off by default, since it costs more than 15 % of a core per space while people speak
+    captions: bool = False
     # Testing aid: drop this fraction of speaker RTP packets (seeded), to prove concealment.
     ingest_drop_rate: float = 0.0
     ingest_drop_seed: int = 0
@@ -156,6 +159,8 @@ def _coerce(name: str, raw: Any) -> Any:
             return float(raw)
         if text == "Path":
             return Path(raw)
+        if text == "bool":
+            return raw.strip().lower() not in {"0", "false", "no", "off"}
     if "tuple" in text and isinstance(raw, list):
         return tuple(str(item) for item in raw)
     if text == "Path":

@@ -420,3 +420,117 @@ class RehearsalNotStarted(Unavailable):
 
     type_slug = "rehearsal-not-started"
     title = "Rehearsal could not run"
+
+
+class CohostLimitReached(Conflict):
+    """The space already has as many co-host invites alive as it allows (revoke one first)."""
+
+    type_slug = "cohost-limit-reached"
+    title = "Co-host limit reached"
+
+
+class HandNotFound(NotFound):
+    """No raised hand in the space's queue has this id (lowered, or its listener left)."""
+
+    type_slug = "hand-not-found"
+    title = "Hand not found"
+
+
+class HandInviteRevoked(Conflict):
+    """The listener of this hand was invited once and that invite was revoked: the hand queue
+    does not invite them again (the host may mint a named invite instead)."""
+
+    type_slug = "hand-invite-revoked"
+    title = "Hand invite revoked"
+
+
+class SpaceNotScheduled(NotFound):
+    """The space was created without a scheduled start: it has no calendar event."""
+
+    type_slug = "space-not-scheduled"
+    title = "Space not scheduled"
+
+
+class ClipNoRecording(Conflict):
+    """A clip was asked of a space that has recorded nothing yet (not live yet, or just gone
+    live)."""
+
+    type_slug = "clip-no-recording"
+    title = "Nothing recorded to clip"
+
+
+class ClipOutsideRecording(InvalidFields):
+    """A clip's `end_s_ago` and `duration_s` reach back before the start of the recording."""
+
+    type_slug = "clip-outside-recording"
+    title = "Clip outside the recording"
+
+
+class ClipRateLimited(TooManyRequests):
+    """This ticket (or the host) made clips faster than allowed."""
+
+    type_slug = "clip-rate-limited"
+    title = "Too many clips"
+
+
+class ClipLimitReached(Conflict):
+    """The space holds as many clips as a space may."""
+
+    type_slug = "clip-limit-reached"
+    title = "Clip limit of the space reached"
+
+
+class ClipNotFound(NotFound):
+    """No clip has this id."""
+
+    type_slug = "clip-not-found"
+    title = "Clip not found"
+
+
+class SourceAlreadyLive(Conflict):
+    """A broadcast-software source already feeds this space: one at a time."""
+
+    type_slug = "source-already-live"
+    title = "A source is already live"
+
+
+class SourcePasswordWrong(Unauthorized):
+    """An Icecast source's Basic credential is missing, or not the space's source password."""
+
+    type_slug = "source-password-wrong"
+    title = "Wrong source password"
+
+
+class SourceFormatUnsupported(UnsupportedMediaType):
+    """An Icecast source sent a Content-Type this server does not decode."""
+
+    type_slug = "source-format-unsupported"
+    title = "Unsupported source format"
+
+
+class MuteLocked(Forbidden):
+    """A speaker tried to unmute themselves after the host or a co-host muted and locked them."""
+
+    type_slug = "mute-locked"
+    title = "Muted and locked by the host"
+
+
+class DeviceBlocked(Forbidden):
+    """The host blocked this device in this space: it may not listen or speak there again."""
+
+    type_slug = "device-blocked"
+    title = "Device blocked in this space"
+
+
+class DeviceInvalid(InvalidFields):
+    """A device id (the join's `device`, the `Rostra-Device` header) is malformed."""
+
+    type_slug = "device-invalid"
+    title = "Invalid device id"
+
+
+class BlockTargetInvalid(InvalidFields):
+    """A block names not exactly one of session, ticket or hand."""
+
+    type_slug = "block-target-invalid"
+    title = "Invalid block target"

@@ -179,9 +179,9 @@ def test_listener_page_solves_the_challenge_in_a_worker_and_gets_a_ticket(
 
     assert [response.status for response in joins] == [401, 201], [r.url for r in joins]
     first, second = (response.request for response in joins)
-    assert first.post_data is None
+    assert set(json.loads(first.post_data or "{}")) == {"device"}  # the browser's id (device.js)
     sent = json.loads(second.post_data or "{}")
-    assert set(sent) == {"altcha"}
+    assert set(sent) == {"altcha", "device"}
     assert json.loads(base64.b64decode(sent["altcha"]))["solution"]["derivedKey"]
     assert stored["ticket"]
     assert any(url.endswith("/static/vendor/altcha-sha-worker.js") for url in workers), workers

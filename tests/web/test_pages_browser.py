@@ -593,7 +593,8 @@ def test_listener_page_reload_gives_its_ticket_back_and_returns_past_the_line(
     joins = log.requests("join")
     assert len(joins) == 2, log.kinds()
     assert [join.response().status for join in joins] == [201, 201]
-    assert json.loads(joins[1].post_data or "{}") == {"ticket": ticket}
+    sent = [json.loads(join.post_data or "{}") for join in joins]
+    assert sent[1] == {"ticket": ticket, "device": sent[0]["device"]}  # the same browser's id
     returned = joins[1].response().json()["ticket"]
     assert returned != ticket
     assert listener_of(returned) == listener_of(ticket)

@@ -37,9 +37,14 @@ def _iso(second: float) -> str:
 
 
 def summarize(
-    space: dict[str, Any], rows: IncidentRows, server_rows: IncidentRows, now_s: float
+    space: dict[str, Any],
+    rows: IncidentRows,
+    server_rows: IncidentRows,
+    now_s: float,
+    moderation: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The report's JSON. `server_rows` are requests naming no space, shown for the same span."""
+    """The report's JSON. `server_rows` are requests naming no space, shown for the same span;
+    `moderation` the space's moderation log (who muted, removed, blocked whom, when)."""
     seconds = [r.second for r in rows.counts] + [g.second for g in rows.gauges]
     first = min(seconds, default=int(now_s))
     last = max(seconds, default=int(now_s))
@@ -78,6 +83,7 @@ def summarize(
         },
         "origin": origin,
         "unattributed": _unattributed(server_rows, first, last),
+        "moderation": list(moderation or []),
     }
     summary["findings"] = _findings(summary, rejected_by_second, accepted_by_second, first, last)
     return summary

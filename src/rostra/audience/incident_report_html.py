@@ -272,6 +272,21 @@ def render_html(summary: dict[str, Any]) -> str:
         )
         if junk
         else "<p>None.</p>",
+        "<h2>Moderation</h2>",
+        _table(
+            [
+                [
+                    e.get("at"),
+                    f"{e.get('actor')} ({e.get('actor_role')})",
+                    e.get("action"),
+                    f"{e.get('target')} {e.get('target_name', '')}".strip(),
+                ]
+                for e in summary.get("moderation", [])
+            ],
+            ["at", "who", "what", "whom"],
+        )
+        if summary.get("moderation")
+        else "<p>No moderation acts.</p>",
     ]
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"

@@ -83,6 +83,14 @@ def serve(
             "kbit/s; default 96 [env ROSTRA_SPEAKER_BITRATE_KBPS]",
         ),
     ] = None,
+    captions: Annotated[
+        bool | None,
+        typer.Option(
+            "--captions/--no-captions",
+            help="Live captions (speech recognition, about 26 % of a core per space while "
+            "people speak); default off [env ROSTRA_CAPTIONS]",
+        ),
+    ] = None,
 ) -> None:
     """SIGTERM or Ctrl-C stops the server and leaves live spaces live: the next start puts them
     back on air. Only `rostra space end` ends a space."""
@@ -100,6 +108,7 @@ def serve(
                 "whip_port": whip_port,
                 "whip_public_url": whip_public_url,
                 "speaker_bitrate_kbps": speaker_bitrate_kbps,
+                "captions": captions,
             }
         )
     except ValueError as exc:  # a setting out of its bounds, from the environment or rostra.toml

@@ -7,14 +7,17 @@ from __future__ import annotations
 
 import json
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import httpx
 import typer
 
 from rostra.audience.defense import PowMode
-from rostra.config import ADMIN_TOKEN_FILE, DEFAULT_HOST, DEFAULT_PORT
+from rostra.config import ADMIN_TOKEN_FILE, DEFAULT_HOST, DEFAULT_PORT, SIGNING_SECRET_FILE
+from rostra.stage.sources import SOURCE_USER, source_password
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -72,7 +75,10 @@ def _print(data: Any) -> None:
 def create(
     title: Annotated[str, typer.Option(help="The space's title")],
     scheduled_at: Annotated[
-        str | None, typer.Option(help="Scheduled start, ISO 8601 with timezone")
+        str | None,
+        typer.Option(
+            help="Scheduled start, ISO 8601 with timezone: after now, at most a year ahead"
+        ),
     ] = None,
     live: Annotated[bool, typer.Option("--live", help="Go live at once")] = False,
     server: ServerOption = None,
@@ -96,10 +102,30 @@ def end(space_id: str, server: ServerOption = None) -> None:
     _print(_call("POST", server, f"/api/v1/spaces/{space_id}/end"))
 
 
+def upcoming(spaces: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The spaces not started yet that have a start time, soonest first, each with its
+    calendar event's URL (times are ISO 8601 UTC with a Z, so the text sorts as the time)."""
+    scheduled = [
+        {**space, "event_url": space["state_url"].removesuffix("state.json") + "event.ics"}
+        for space in spaces
+        if space.get("status") == "scheduled" and space.get("scheduled_at")
+    ]
+    return sorted(scheduled, key=lambda space: (space["scheduled_at"], space["id"]))
+
+
 @app.command("list")
-def list_spaces(server: ServerOption = None) -> None:
+def list_spaces(
+    is_upcoming: Annotated[
+        bool,
+        typer.Option("--upcoming", help="Only spaces scheduled and not started yet, soonest first"),
+    ] = False,
+    server: ServerOption = None,
+) -> None:
     """List spaces."""
-    _print(_call("GET", server, "/api/v1/spaces"))
+    listed = _call("GET", server, "/api/v1/spaces")
+    if is_upcoming:
+        listed = {"spaces": upcoming(listed["spaces"])}
+    _print(listed)
 
 
 @app.command("host-link")
@@ -112,6 +138,11 @@ def host_link(
 ) -> None:
     """Print a fresh host link (it expires); --rotate makes every older one stop working."""
     _print(_call("POST", server, f"/api/v1/spaces/{space_id}/host-link", {"rotate": rotate}))
+
+
+class InviteRole(StrEnum):
+    SPEAKER = "speaker"
+    COHOST = "cohost"
 
 
 @app.command()
@@ -134,10 +165,17 @@ def invite(
             " for a guest on headphones (the guest may still turn it off)",
         ),
     ] = False,
+    role: Annotated[
+        InviteRole,
+        typer.Option(
+            help="speaker, or cohost: a personal invite that runs the stage with the host"
+            " (invites raised hands, removes speakers); at most 2 co-hosts per space",
+        ),
+    ] = InviteRole.SPEAKER,
     server: ServerOption = None,
 ) -> None:
-    """Mint a speaker invite link."""
-    body: dict[str, Any] = {}
+    """Mint a speaker (or co-host) invite link."""
+    body: dict[str, Any] = {"role": role.value}
     if studio:
         body["studio"] = True
     if name:
@@ -176,3 +214,30 @@ def defend(
         body["admission_burst"] = admission_burst
     path = f"/api/v1/spaces/{space_id}/defense"
     _print(_call("PUT", server, path, body) if body else _call("GET", server, path))
+
+
+# the port a whip_url without one names: the source URL always spells it out
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _signing_secret() -> str:
+    secret = os.environ.get("ROSTRA_SIGNING_SECRET")
+    if secret:
+        return secret
+    path = Path(os.environ.get("ROSTRA_DATA", "data")) / SIGNING_SECRET_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    typer.echo(f"no signing secret: set ROSTRA_SIGNING_SECRET or run where {path} exists", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def source(space_id: str, server: ServerOption = None) -> None:
+    """Print the Icecast source URL and password for broadcast software (ffmpeg, butt,
+    Liquidsoap): it feeds one voice on the stage."""
+    whip = urlsplit(str(_call("GET", server, f"/api/v1/spaces/{space_id}")["whip_url"]))
+    password = source_password(_signing_secret(), space_id)
+    port = whip.port or _DEFAULT_PORTS.get(whip.scheme, 80)
+    host = f"[{whip.hostname}]" if ":" in (whip.hostname or "") else whip.hostname
+    netloc = f"{SOURCE_USER}:{password}@{host}:{port}"
+    _print({"source_url": f"icecast://{netloc}/ingest/{space_id}", "password": password})

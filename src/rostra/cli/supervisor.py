@@ -140,6 +140,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
         "TLS_KEY": settings.tls_key,
         "REDIS": settings.redis,
         "WORKERS": str(settings.workers),
+        "CAPTIONS": "1" if settings.captions else "0",
     }
     env.update({f"ROSTRA_{key}": value for key, value in values.items() if value})
     return env

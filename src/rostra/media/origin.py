@@ -11,14 +11,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from rostra.clock import Clock
-from rostra.errors import InvalidSdp, InviteSeatsTaken, SpeakerNotFound, StageFull
+from rostra.errors import (
+    InvalidSdp,
+    InviteSeatsTaken,
+    SourceAlreadyLive,
+    SpeakerNotFound,
+    StageFull,
+)
 from rostra.ids import new_session_id
+from rostra.media.audio import Pcm
 from rostra.media.health import PipelineHealth
 from rostra.media.ice import IceServer, client_ice_servers, restrict_ice_host_addresses
 from rostra.media.ingest import (
@@ -27,7 +34,7 @@ from rostra.media.ingest import (
     ReceiveStats,
     WhipConnection,
 )
-from rostra.media.pipeline import SpacePipeline
+from rostra.media.pipeline import SpacePipeline, VoiceSource
 from rostra.media.remux import remux_recording
 from rostra.media.sdp_check import check_offer
 
@@ -41,6 +48,10 @@ class StageMember:
     role: str
     invite_id: str | None
     is_muted: bool = False
+    # muted by the host or a co-host, who forbade the speaker to unmute themselves
+    is_locked: bool = False
+    # the stable id the speaker's page keeps (empty when it sent none): what a block refuses
+    device_id: str = ""
     joined_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -76,7 +87,18 @@ class _Session:
     connection: WhipConnection
 
 
+@dataclass(frozen=True, slots=True)
+class _Source:
+    """A voice fed by broadcast software (Icecast source protocol): one per space."""
+
+    member: StageMember
+    # asks whoever feeds the voice to stop (the host removed it, or the space ended)
+    stop: Callable[[], None]
+
+
 HOST_ROLE = "host"
+# a broadcast-software source sits on stage as a speaker
+SOURCE_ROLE = "speaker"
 # what aiortc raises on offers it cannot use (it asserts and indexes rather than reporting)
 _AIORTC_OFFER_ERRORS = (AssertionError, AttributeError, ValueError, KeyError, IndexError, TypeError)
 
@@ -104,6 +126,10 @@ class SeatClaim:
         return member.invite_id is not None and member.invite_id == self.invite_id
 
 
+def _no_return(mix_minus: Pcm) -> None:
+    """A source hears nothing back: broadcast software has no return channel."""
+
+
 class Origin:
     def __init__(
         self,
@@ -120,8 +146,10 @@ class Origin:
         clock: Clock | None = None,
         is_self_clocked: bool = True,
         speaker_bitrate_bps: int = DEFAULT_SPEAKER_BITRATE_BPS,
+        has_captions: bool = False,
     ) -> None:
         self._root = media_root
+        self._has_captions = has_captions
         self._speaker_bitrate_bps = speaker_bitrate_bps
         self.ice_servers = tuple(IceServer.parse(entry) for entry in ice_servers)
         self._max_voices = max_voices
@@ -135,6 +163,7 @@ class Origin:
         self._is_self_clocked = is_self_clocked
         self._pipelines: dict[str, SpacePipeline] = {}
         self._sessions: dict[str, dict[str, _Session]] = {}
+        self._sources: dict[str, _Source] = {}
         # members whose connection is being set up: they hold their seats meanwhile
         self._pending: dict[str, dict[str, StageMember]] = {}
         self._ingest_totals: dict[str, dict[str, int]] = {}
@@ -153,8 +182,10 @@ class Origin:
         return self._pipelines.get(space_id)
 
     def stage(self, space_id: str) -> list[StageMember]:
-        sessions = self._sessions.get(space_id, {})
-        return sorted((s.member for s in sessions.values()), key=lambda m: m.joined_at)
+        members = [s.member for s in self._sessions.get(space_id, {}).values()]
+        if space_id in self._sources:
+            members.append(self._sources[space_id].member)
+        return sorted(members, key=lambda m: m.joined_at)
 
     def feed_listeners(self, space_id: str) -> int:
         pipeline = self._pipelines.get(space_id)
@@ -172,6 +203,7 @@ class Origin:
                 window_segments=self._window,
                 clock=self._clock,
                 is_self_clocked=self._is_self_clocked,
+                has_captions=self._has_captions,
             )
             self._pipelines[space_id] = pipeline
         return pipeline
@@ -191,6 +223,7 @@ class Origin:
         replaces them), or raise why not."""
         held = [s.member for s in self._sessions.get(space_id, {}).values()]
         held += self._pending.get(space_id, {}).values()
+        held += [self._sources[space_id].member] if space_id in self._sources else []
         replaced = [m.id for m in held if claim.is_personal and claim.owns(m)]
         staying = [m for m in held if m.id not in replaced]
         if claim.is_host:
@@ -214,7 +247,7 @@ class Origin:
         self._pending.setdefault(space_id, {})[member.id] = member
 
     async def connect(
-        self, space_id: str, offer_sdp: str, *, name: str, claim: SeatClaim
+        self, space_id: str, offer_sdp: str, *, name: str, claim: SeatClaim, device_id: str = ""
     ) -> tuple[StageMember, str]:
         """Put a speaker on stage: the SDP answer, once the connection is set up."""
         check_offer(offer_sdp)
@@ -225,6 +258,7 @@ class Origin:
             name=name or f"Speaker {voices + 1}",
             role=claim.role,
             invite_id=claim.invite_id,
+            device_id=device_id,
         )
         self._take_seat(space_id, claim, member)
         dropper = PacketDropper(self._drop_rate, self._drop_seed) if self._drop_rate else None
@@ -327,10 +361,82 @@ class Origin:
         return self._session(space_id, session_id).connection
 
     def member(self, space_id: str, session_id: str) -> StageMember:
+        source = self._sources.get(space_id)
+        if source is not None and source.member.id == session_id:
+            return source.member
         return self._session(space_id, session_id).member
 
+    def set_muted(
+        self, space_id: str, session_id: str, *, is_muted: bool, is_locked: bool
+    ) -> StageMember:
+        """Mute (locked or not) or unmute one voice: the program loses or regains it from the
+        mixer's next tick (20 ms at most)."""
+        member = self.member(space_id, session_id)
+        member.is_muted = is_muted
+        member.is_locked = is_muted and is_locked
+        pipeline = self._pipelines.get(space_id)
+        if pipeline is not None:
+            pipeline.set_muted(session_id, is_muted)
+        log.info(
+            "speaker muted" if is_muted else "speaker unmuted",
+            extra={"space": space_id, "session": session_id},
+        )
+        return member
+
+    def set_muted_roles(
+        self, space_id: str, roles: frozenset[str], *, is_muted: bool, is_locked: bool
+    ) -> list[StageMember]:
+        """Mute or unmute every voice on stage holding one of `roles` (one call, no await)."""
+        members = [m for m in self.stage(space_id) if m.role in roles]
+        for member in members:
+            self.set_muted(space_id, member.id, is_muted=is_muted, is_locked=is_locked)
+        return members
+
     async def disconnect(self, space_id: str, session_id: str) -> None:
+        source = self._sources.get(space_id)
+        if source is not None and source.member.id == session_id:
+            source.stop()
+            return
         await self.connection(space_id, session_id).close()
+
+    def source_of(self, space_id: str) -> StageMember | None:
+        """The space's broadcast-software voice, if one is on stage."""
+        source = self._sources.get(space_id)
+        return source.member if source is not None else None
+
+    def add_source(
+        self, space_id: str, name: str, voice: VoiceSource, *, stop: Callable[[], None]
+    ) -> StageMember:
+        """Put a decoded source on stage as a speaker: it takes a seat like one (the host's
+        is kept) and hears no mix-minus. `stop` is called to end it (removed, space ended)."""
+        if space_id in self._sources:
+            raise SourceAlreadyLive(
+                f"space '{space_id}' already has a source on stage"
+                f" ('{self._sources[space_id].member.name}'): one at a time"
+            )
+        member = StageMember(id=new_session_id(), name=name, role=SOURCE_ROLE, invite_id=None)
+        self._take_seat(space_id, SeatClaim(role=SOURCE_ROLE, seats=1), member)
+        self._release(space_id, member.id)
+        self._sources[space_id] = _Source(member, stop)
+        self._ensure_pipeline(space_id).add_voice(member.id, voice, _no_return)
+        log.info("source joined", extra={"space": space_id, "session": member.id})
+        return member
+
+    def stop_sources(self) -> None:
+        """Ask every source to end (the process is stopping): their requests would otherwise
+        hold the HTTP server's graceful stop until its timeout."""
+        for source in list(self._sources.values()):
+            source.stop()
+
+    def remove_source(self, space_id: str, session_id: str) -> None:
+        source = self._sources.get(space_id)
+        if source is None or source.member.id != session_id:
+            return
+        del self._sources[space_id]
+        pipeline = self._pipelines.get(space_id)
+        if pipeline is not None:
+            pipeline.remove_voice(session_id)
+        log.info("source left", extra={"space": space_id, "session": session_id})
 
     async def disconnect_invite(self, space_id: str, invite_id: str) -> int:
         sessions = list(self._sessions.get(space_id, {}).values())
@@ -368,6 +474,9 @@ class Origin:
             await session.connection.close()
         self._sessions.pop(space_id, None)
         self._pending.pop(space_id, None)
+        source = self._sources.pop(space_id, None)
+        if source is not None:
+            source.stop()
 
     async def shutdown(self) -> list[str]:
         """Stop without ending: each live space's segment in flight is cut and its live playlist

@@ -21,6 +21,7 @@ from rostra.clock import Clock, SystemClock, iso_utc
 from rostra.media.adts import adts_frame
 from rostra.media.audio import FRAME_DURATION_S, SAMPLE_RATE_HZ, Pcm
 from rostra.media.broadcast import Broadcast
+from rostra.media.captions.worker import CaptionWorker
 from rostra.media.codecs import CHANNELS, OPUS_PRE_SKIP_SAMPLES, EncodedPacket
 from rostra.media.encode import AacEncoder, OpusEncoder
 from rostra.media.health import FaultLog, PipelineHealth
@@ -97,8 +98,11 @@ class SpacePipeline:
         clock: Clock | None = None,
         is_self_clocked: bool = True,
         stop_timeout_s: float = ENCODER_STOP_TIMEOUT_S,
+        has_captions: bool = False,
     ) -> None:
         self.space_id = space_id
+        self._has_captions = has_captions
+        self.captions: CaptionWorker | None = None
         self.directory = directory
         self._loop = loop
         self._window = window_segments
@@ -107,6 +111,9 @@ class SpacePipeline:
         self._faults = FaultLog(space_id, self._clock)
         self._lock = threading.Lock()
         self._voices: dict[str, _Voice] = {}
+        # voices the host muted: still drained each tick (their jitter buffers keep time), never
+        # mixed, so the next tick's program no longer carries them
+        self._muted: set[str] = set()
         self._mixer = Mixer()
         self._stopping = threading.Event()
         self._program_queue: queue.Queue[_ProgramItem] | None = None
@@ -131,7 +138,17 @@ class SpacePipeline:
     def remove_voice(self, speaker: str) -> None:
         with self._lock:
             self._voices.pop(speaker, None)
+            self._muted.discard(speaker)
         self._mixer.forget(speaker)
+
+    def set_muted(self, speaker: str, is_muted: bool) -> None:
+        """Take a voice out of the program (and every mix-minus) from the next tick, or put it
+        back; the speaker still hears the others."""
+        with self._lock:
+            if is_muted and speaker in self._voices:
+                self._muted.add(speaker)
+            else:
+                self._muted.discard(speaker)
 
     @property
     def voice_count(self) -> int:
@@ -205,7 +222,15 @@ class SpacePipeline:
             first_sequence=self._packager.next_sequence,
             dated_by=self._packager,
         )
-        encoder = _ProgramEncoder(self, self._packager, opus_packager)
+        if self._has_captions:
+            packager = self._packager
+            self.captions = CaptionWorker(
+                self.directory,
+                first_sequence=packager.next_sequence,
+                window_segments=self._window,
+                anchor=lambda: packager.anchor,
+            )
+        encoder = _ProgramEncoder(self, self._packager, opus_packager, self.captions)
         self._encoder_thread = threading.Thread(
             target=encoder.run,
             args=(program_queue,),
@@ -237,6 +262,8 @@ class SpacePipeline:
             self._encoder_thread.join(timeout=self._stop_timeout_s)
             if self._encoder_thread.is_alive():
                 log.warning("encoder thread still running after stop", extra=self._log_fields())
+        if self.captions is not None:
+            self.captions.stop(is_ending=is_ending)
         self.publish(self.adts.close)
         self.publish(self.opus.close)
 
@@ -267,10 +294,12 @@ class SpacePipeline:
     def _mix(self) -> None:
         with self._lock:
             voices = list(self._voices.items())
+            muted = frozenset(self._muted)
         frames: dict[str, Pcm | None] = {}
         for speaker, voice in voices:
             try:
-                frames[speaker] = voice.source.pop()
+                frame = voice.source.pop()
+                frames[speaker] = None if speaker in muted else frame
             except Exception as error:  # noqa: BLE001 - one speaker's fault mutes only them
                 frames[speaker] = None
                 self._faults.record("voice", error)
@@ -352,9 +381,14 @@ class _ProgramEncoder:
     (the same packets, encoded once) into the Opus packager."""
 
     def __init__(
-        self, pipeline: SpacePipeline, packager: HlsPackager, opus_packager: HlsPackager
+        self,
+        pipeline: SpacePipeline,
+        packager: HlsPackager,
+        opus_packager: HlsPackager,
+        captions: CaptionWorker | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._captions = captions
         self._packager = packager
         self._opus_packager = opus_packager
         self._aac = _Codec("aac encoder", AacEncoder, pipeline)
@@ -392,6 +426,8 @@ class _ProgramEncoder:
         return first + self._pager.page([opus_tags("rostra")], granule_position=0)
 
     def _encode(self, pcm: Pcm) -> None:
+        if self._captions is not None:
+            self._captions.feed(pcm)  # never blocks: a full queue drops audio
         packets = self._aac.encode(pcm)
         self._package(packets)
         for packet in packets:

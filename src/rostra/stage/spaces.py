@@ -16,8 +16,7 @@ from rostra.ids import is_space_id, new_space_id
 from rostra.store.base import SpaceRecord, SpaceStore
 
 MAX_TITLE_CHARS = 200
-# a schedule is for an event people plan to attend: this century, at most a year ahead
-EARLIEST_SCHEDULE = datetime(2000, 1, 1, tzinfo=UTC)
+# a schedule is for an event people plan to attend: after now, at most a year ahead
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
 # control characters, surrogates, line/paragraph separators: a title is one printable line
 _CONTROL_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
@@ -39,20 +38,23 @@ def _require_printable(field: str, text: str) -> None:
 
 
 def _checked_schedule(scheduled_at: datetime, now: datetime) -> datetime:
-    """The time in UTC, if it is timezone-aware and between 2000 and a year from now."""
+    """The time in UTC, if it is timezone-aware, after now and at most a year ahead."""
     if scheduled_at.tzinfo is None or scheduled_at.utcoffset() is None:
         raise InvalidFields("scheduled_at must carry a timezone (ISO 8601, e.g. …Z)")
     latest = now + MAX_SCHEDULE_AHEAD
+    rule = f"a space is scheduled after now ({iso_utc(now)}) and at most a year ahead"
+    given = scheduled_at.isoformat()[:40]
     # the year first: converting a time near year 1 or 9999 to UTC may overflow
-    is_in_range = EARLIEST_SCHEDULE.year <= scheduled_at.year <= latest.year and (
-        EARLIEST_SCHEDULE <= scheduled_at.astimezone(UTC) <= latest
-    )
-    if not is_in_range:
-        raise InvalidFields(
-            f"scheduled_at {scheduled_at.isoformat()[:40]} is out of range: from "
-            f"{EARLIEST_SCHEDULE.date()} to a year from now ({latest.date()})"
-        )
+    if not now.year - 1 <= scheduled_at.year <= latest.year + 1:
+        raise InvalidFields(f"scheduled_at {given} is out of range: {rule}")
     in_utc = scheduled_at.astimezone(UTC)
+    if in_utc <= now:
+        raise InvalidFields(f"scheduled_at {given} is out of range: it is past; {rule}")
+    if in_utc > latest:
+        raise InvalidFields(
+            f"scheduled_at {given} is out of range: more than a year ahead; {rule}"
+            f" ({iso_utc(latest)})"
+        )
     return in_utc
 
 
@@ -71,6 +73,8 @@ class SpaceService:
             raise InvalidFields(f"title has {len(clean)} characters; at most {MAX_TITLE_CHARS}")
         _require_printable("title", clean)
         now = self._clock.now()
+        if scheduled_at is not None and is_live:
+            raise InvalidFields("a space created live has no scheduled_at: give one or the other")
         if scheduled_at is not None:
             scheduled_at = _checked_schedule(scheduled_at, now)
         space = SpaceRecord(

@@ -1,13 +1,16 @@
 """Signed tokens for hosts and speaker invites (JWT, HS256, the deployment's signing secret).
 
 Both expire (`exp`). A host token also carries the space's host generation (`gen`): rotating the
-host link bumps the generation in the store, and tokens of an older one are refused.
+host link bumps the generation in the store, and tokens of an older one are refused. A co-host's
+invite carries `rol: "cohost"`; an invite without `rol` is a speaker's.
 
 Stage plane.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +28,9 @@ from rostra.stage.roles import Role
 ALGORITHM = "HS256"
 HOST_TYPE = "host"
 INVITE_TYPE = "invite"
+COHOST_CLAIM = "cohost"
+# derived ids (`derive_id`): hex characters of an HMAC-SHA256, 96 bits
+DERIVED_ID_CHARS = 24
 
 
 class TokenSigner:
@@ -35,9 +41,23 @@ class TokenSigner:
         claims = {"typ": HOST_TYPE, "spc": space_id, "gen": generation, "exp": expires_at}
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
-    def invite_token(self, space_id: str, invite_id: str, expires_at: datetime) -> str:
-        claims = {"typ": INVITE_TYPE, "spc": space_id, "inv": invite_id, "exp": expires_at}
+    def invite_token(
+        self, space_id: str, invite_id: str, expires_at: datetime, *, role: Role = Role.SPEAKER
+    ) -> str:
+        claims: dict[str, Any] = {
+            "typ": INVITE_TYPE,
+            "spc": space_id,
+            "inv": invite_id,
+            "exp": expires_at,
+        }
+        if role == Role.COHOST:
+            claims["rol"] = COHOST_CLAIM
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def derive_id(self, label: str) -> str:
+        """An id only this deployment can compute from `label` (the same label, the same id)."""
+        key = hashlib.sha256(b"rostra derived id\x00" + self._secret.encode()).digest()
+        return hmac.new(key, label.encode(), hashlib.sha256).hexdigest()[:DERIVED_ID_CHARS]
 
     def verify(self, token: str | None, space_id: str) -> tuple[Role, dict[str, Any]]:
         """The role and claims of a token for this space, or a typed error saying why not."""
@@ -67,5 +87,6 @@ class TokenSigner:
                 f"host token {redact(token)} never expires: it is from an older release;"
                 " ask the operator for a new host link"
             )
-        role = Role.HOST if kind == HOST_TYPE else Role.SPEAKER
-        return role, claims
+        if kind == HOST_TYPE:
+            return Role.HOST, claims
+        return (Role.COHOST if claims.get("rol") == COHOST_CLAIM else Role.SPEAKER), claims

@@ -24,7 +24,7 @@ from rostra.stage.spaces import SpaceService
 from rostra.stage.tokens import TokenSigner
 from rostra.store.sqlite import DATABASE_NAME, SqliteSpaceStore
 from rostra.web import problems
-from rostra.web.audience_wiring import build_audience, run_flusher
+from rostra.web.audience_wiring import AUDIENCE_DATABASE_NAME, build_audience, run_flusher
 from rostra.web.cache_headers import NoStoreWrites
 from rostra.web.feeds import FeedHub
 from rostra.web.health import ListenerHealth
@@ -32,8 +32,11 @@ from rostra.web.incident_recorder import install_incident_log
 from rostra.web.metrics import GateCollector
 from rostra.web.origin_client import OriginClient
 from rostra.web.origin_status import StatusReader
-from rostra.web.routes import audience, incident, media, ops, pages, spaces, whip_redirect
+from rostra.web.routes import audience, ics, incident, media, ops, pages, spaces, whip_redirect
+from rostra.web.routes import captions as captions_routes
+from rostra.web.routes import clips as clip_routes
 from rostra.web.routes import defense as defense_routes
+from rostra.web.routes import moderation as moderation_routes
 from rostra.web.security_headers import SecurityHeaders, content_security_policy
 from rostra.web.services import Services
 from rostra.web.source_limits import SourceLimits
@@ -98,6 +101,7 @@ def create_listener_app(settings: Settings) -> FastAPI:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.to_thread(services.audience.gate.flush)
         services.audience.close()
+        app.state.moderation.store.close()
         await services.origin.close()
         services.store.close()
 
@@ -111,6 +115,9 @@ def create_listener_app(settings: Settings) -> FastAPI:
     )
     app.state.services = services
     app.state.gate = services.audience.gate
+    app.state.moderation = moderation_routes.build_moderation(
+        settings, services.clock, AUDIENCE_DATABASE_NAME
+    )
     app.state.health_check = ListenerHealth(services).check
     app.state.extra_metrics = services.origin.metrics_text
     registry = CollectorRegistry()
@@ -121,9 +128,11 @@ def create_listener_app(settings: Settings) -> FastAPI:
     app.state.merged_metrics = worker_metrics.merged_text
     problems.install(app)
     app.router.routes.extend(audience.fast_routes())  # first: the hot paths skip FastAPI
-    for module in (spaces, audience, media, pages, ops, whip_redirect, incident):
+    app.include_router(captions_routes.router)  # before media's /live/{id}/{name}
+    for module in (spaces, audience, ics, media, pages, ops, whip_redirect, incident, clip_routes):
         app.include_router(module.router)
     app.include_router(defense_routes.router)
+    app.include_router(moderation_routes.router)
     app.add_middleware(NoStoreWrites)
     app.add_middleware(SourceLimits, settings=settings)  # before routing: 429 per source
     install_incident_log(app, settings, has_data_folder=True)  # outermost: sees every answer

@@ -18,10 +18,11 @@ from rostra.clock import SystemClock
 from rostra.config import Settings, load_settings
 from rostra.log import setup_logging
 from rostra.web import problems
-from rostra.web.audience_wiring import build_audience, run_flusher
+from rostra.web.audience_wiring import AUDIENCE_DATABASE_NAME, build_audience, run_flusher
 from rostra.web.incident_recorder import install_incident_log
 from rostra.web.metrics import GateCollector
 from rostra.web.routes import audience, ops
+from rostra.web.routes.moderation import build_moderation
 from rostra.web.security_headers import SecurityHeaders
 from rostra.web.source_limits import SourceLimits
 
@@ -54,6 +55,7 @@ def create_gate_app(settings: Settings | None = None) -> FastAPI:
         flusher.cancel()
         await asyncio.to_thread(parts.gate.flush)
         parts.close()
+        app.state.moderation.store.close()
 
     app = FastAPI(
         title="Rostra gate",
@@ -64,6 +66,7 @@ def create_gate_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.gate = parts.gate
+    app.state.moderation = build_moderation(settings, SystemClock(), AUDIENCE_DATABASE_NAME)
     app.state.admin_token = settings.admin_token  # /metrics answers it only
     registry = CollectorRegistry()
     registry.register(GateCollector(parts.gate))

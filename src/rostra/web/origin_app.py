@@ -26,15 +26,19 @@ from rostra.config import Settings
 from rostra.media.ice import is_loopback
 from rostra.media.origin import Origin
 from rostra.stage.invites import InviteService
+from rostra.stage.moderation import DEVICE_HEADER
 from rostra.stage.spaces import SpaceService
 from rostra.stage.tokens import TokenSigner
 from rostra.store.sqlite import DATABASE_NAME, SqliteSpaceStore
 from rostra.web import problems
+from rostra.web.audience_wiring import AUDIENCE_DATABASE_NAME
 from rostra.web.cache_headers import NoStoreWrites
+from rostra.web.icecast_framing import IcecastFraming
 from rostra.web.origin_client import SOCKET_NAME
 from rostra.web.origin_metrics import OriginCollector
 from rostra.web.origin_services import OriginServices
-from rostra.web.routes import internal, whip
+from rostra.web.routes import ingest, internal, whip
+from rostra.web.routes.moderation import build_moderation
 from rostra.web.security_headers import SecurityHeaders
 
 log = logging.getLogger(__name__)
@@ -58,6 +62,7 @@ def build_origin_services(settings: Settings) -> OriginServices:
         drop_rate=settings.ingest_drop_rate,
         drop_seed=settings.ingest_drop_seed,
         speaker_bitrate_bps=settings.speaker_bitrate_kbps * 1000,
+        has_captions=settings.captions,
     )
     return OriginServices(
         settings=settings,
@@ -83,11 +88,16 @@ def create_whip_app(services: OriginServices) -> FastAPI:
     (a Bearer token, never a cookie, carries the credential)."""
     app = _app(services, "Rostra origin (WHIP)")
     app.include_router(whip.router)
+    # blocked devices are refused here too (read from the store of the audience's state)
+    app.state.moderation = build_moderation(
+        services.settings, services.clock, AUDIENCE_DATABASE_NAME
+    )
+    app.include_router(ingest.router)  # Icecast sources, on the same port
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],
         allow_methods=["POST", "DELETE", "OPTIONS", "PATCH"],
-        allow_headers=["Authorization", "Content-Type"],
+        allow_headers=["Authorization", "Content-Type", DEVICE_HEADER],
         expose_headers=["Location", "Link", "Accept-Post"],
         max_age=600,
     )
@@ -149,6 +159,7 @@ async def serve_origin(settings: Settings, whip_socket: socket.socket) -> None:
             "origin started", extra={"pid": os.getpid(), "whip_port": settings.origin_whip_port}
         )
         await stop.wait()
+        services.origin.stop_sources()  # an Icecast source is a request that never ends itself
         reconciler.cancel()
         downloads.cancel()
         for server in servers:
@@ -165,6 +176,8 @@ def _config(app: FastAPI, settings: Settings, *, tls: bool) -> uvicorn.Config:
         lifespan="off",
         ssl_certfile=(settings.tls_cert or None) if tls else None,
         ssl_keyfile=(settings.tls_key or None) if tls else None,
+        # the speakers' port also takes Icecast sources, whose bodies have no HTTP framing
+        http=IcecastFraming if tls else "auto",
         timeout_keep_alive=int(settings.keep_alive_s),
         timeout_graceful_shutdown=STOP_TIMEOUT_S,
         log_level="warning",

@@ -62,9 +62,15 @@ class OriginClient:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _call(self, method: str, path: str, timeout_s: float = ORDER_TIMEOUT_S) -> Any:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        timeout_s: float = ORDER_TIMEOUT_S,
+        body: dict[str, Any] | None = None,
+    ) -> Any:
         try:
-            response = await self._client.request(method, path, timeout=timeout_s)
+            response = await self._client.request(method, path, timeout=timeout_s, json=body)
         except httpx.HTTPError as error:
             raise OriginUnavailable(
                 "the origin (the speakers' path) does not answer; it restarts by itself",
@@ -84,6 +90,36 @@ class OriginClient:
 
     async def remove_speaker(self, space_id: str, session_id: str) -> None:
         await self._call("DELETE", f"/internal/spaces/{space_id}/stage/{session_id}")
+
+    async def stage_member(self, space_id: str, session_id: str) -> dict[str, Any]:
+        """One voice on stage as the origin knows it: id, name, role, invite_id, muted, locked,
+        device (404 SpeakerNotFound when there is no such session)."""
+        member: dict[str, Any] = await self._call(
+            "GET", f"/internal/spaces/{space_id}/stage/{session_id}"
+        )
+        return member
+
+    async def mute(
+        self, space_id: str, session_id: str, *, is_muted: bool, is_locked: bool
+    ) -> dict[str, Any]:
+        """Mute or unmute one voice: the mixer leaves it out (or in) from its next tick."""
+        member: dict[str, Any] = await self._call(
+            "POST",
+            f"/internal/spaces/{space_id}/stage/{session_id}/mute",
+            body={"muted": is_muted, "locked": is_locked},
+        )
+        return member
+
+    async def mute_roles(
+        self, space_id: str, roles: list[str], *, is_muted: bool, is_locked: bool
+    ) -> list[dict[str, Any]]:
+        """Mute or unmute every voice on stage holding one of `roles`; the members changed."""
+        body = await self._call(
+            "POST",
+            f"/internal/spaces/{space_id}/stage/mute",
+            body={"muted": is_muted, "locked": is_locked, "roles": roles},
+        )
+        return list(body["sessions"])
 
     async def end_invite_sessions(self, space_id: str, invite_id: str) -> int:
         body = await self._call("POST", f"/internal/spaces/{space_id}/invites/{invite_id}/end")

@@ -78,7 +78,9 @@ class OriginServices:
         health = self.origin.health(space_id)
         status = OriginStatus(
             stage=tuple(
-                StageEntry(id=m.id, name=m.name, role=m.role, is_muted=m.is_muted)
+                StageEntry(
+                    id=m.id, name=m.name, role=m.role, is_muted=m.is_muted, is_locked=m.is_locked
+                )
                 for m in self.origin.stage(space_id)
             ),
             problems=health.problems if health is not None else (),

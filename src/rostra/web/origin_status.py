@@ -28,9 +28,17 @@ class StageEntry:
     name: str
     role: str
     is_muted: bool
+    # muted by the host or a co-host, who forbade the speaker to unmute themselves
+    is_locked: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "role": self.role, "muted": self.is_muted}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role,
+            "muted": self.is_muted,
+            "locked": self.is_locked,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +64,7 @@ class OriginStatus:
                 name=str(entry["name"]),
                 role=str(entry["role"]),
                 is_muted=bool(entry["muted"]),
+                is_locked=bool(entry.get("locked", False)),
             )
             for entry in body.get("stage", [])
         )

@@ -82,18 +82,44 @@ class Variant:
             raise ValueError(f"codecs {self.codecs!r} is not a valid quoted string")
 
 
-def multivariant_playlist(variants: Sequence[Variant]) -> str:
+@dataclass(frozen=True, slots=True)
+class SubtitlesRendition:
+    """A WebVTT subtitles rendition (RFC 8216 §4.3.4.1), offered but not selected by default."""
+
+    uri: str
+    name: str
+    language: str
+    group_id: str = "subs"
+
+    def __post_init__(self) -> None:
+        _check_uri(self.uri, forbidden=_FORBIDDEN_IN_QUOTED_STRING)
+        for value in (self.name, self.language, self.group_id):
+            if not value or _FORBIDDEN_IN_QUOTED_STRING & set(value):
+                raise ValueError(f"{value!r} is not a valid quoted string")
+
+
+def multivariant_playlist(
+    variants: Sequence[Variant], subtitles: SubtitlesRendition | None = None
+) -> str:
     """A multivariant playlist of audio-only variants whose segments start independently, in the
-    order given: a native player starts on the first it can play."""
+    order given: a native player starts on the first it can play. With `subtitles`, each variant
+    names that rendition's group."""
     if not variants:
         raise ValueError("a multivariant playlist needs at least one variant")
     lines = ["#EXTM3U", f"#EXT-X-VERSION:{PROTOCOL_VERSION}", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    group_attribute = ""
+    if subtitles is not None:
+        lines.append(
+            f'#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID="{subtitles.group_id}",NAME="{subtitles.name}",'
+            f'LANGUAGE="{subtitles.language}",AUTOSELECT=YES,DEFAULT=NO,URI="{subtitles.uri}"'
+        )
+        group_attribute = f',SUBTITLES="{subtitles.group_id}"'
     for variant in variants:
         average = variant.average_bandwidth_bps
         average_attribute = f",AVERAGE-BANDWIDTH={average}" if average is not None else ""
         lines += [
             f"#EXT-X-STREAM-INF:BANDWIDTH={variant.bandwidth_bps}{average_attribute},"
-            f'CODECS="{variant.codecs}"',
+            f'CODECS="{variant.codecs}"{group_attribute}',
             variant.uri,
         ]
     return "\n".join(lines) + "\n"
@@ -120,12 +146,13 @@ def media_playlist(
     *,
     segments: Sequence[SegmentRef],
     target_duration_s: int,
-    init_uri: str,
+    init_uri: str | None,
     is_ended: bool,
     is_vod: bool = False,
     discontinuity_sequence: int = 0,
 ) -> str:
-    """A media playlist of consecutive `segments` sharing the init segment at `init_uri`.
+    """A media playlist of consecutive `segments` sharing the init segment at `init_uri` (None:
+    segments that need none, as WebVTT ones).
 
     `EXT-X-DISCONTINUITY` goes before each segment that is a discontinuity;
     `EXT-X-PROGRAM-DATE-TIME` on the first segment and after each discontinuity, where the segment
@@ -133,7 +160,8 @@ def media_playlist(
     (RFC 8216 §6.2.2). A VOD playlist is complete, so `is_vod` requires `is_ended`.
     """
     _check_segments(segments, target_duration_s)
-    _check_uri(init_uri, forbidden=_FORBIDDEN_IN_QUOTED_STRING)
+    if init_uri is not None:
+        _check_uri(init_uri, forbidden=_FORBIDDEN_IN_QUOTED_STRING)
     if is_vod and not is_ended:
         raise ValueError("a VOD playlist never changes, so it must be ended")
     if discontinuity_sequence < 0:
@@ -149,7 +177,9 @@ def media_playlist(
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
     if is_vod:
         lines.append("#EXT-X-PLAYLIST-TYPE:VOD")
-    lines += ["#EXT-X-INDEPENDENT-SEGMENTS", f'#EXT-X-MAP:URI="{init_uri}"']
+    lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    if init_uri is not None:
+        lines.append(f'#EXT-X-MAP:URI="{init_uri}"')
     for index, segment in enumerate(segments):
         if segment.is_discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")

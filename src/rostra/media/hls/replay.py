@@ -15,7 +15,13 @@ from rostra.media.codecs import (
     SEGMENT_DURATION_S,
     TARGET_DURATION_S,
 )
-from rostra.media.hls.playlist import SegmentRef, Variant, media_playlist, multivariant_playlist
+from rostra.media.hls.playlist import (
+    SegmentRef,
+    SubtitlesRendition,
+    Variant,
+    media_playlist,
+    multivariant_playlist,
+)
 from rostra.media.hls.rendition import RENDITIONS
 from rostra.media.record import (
     INIT_NAME,
@@ -28,11 +34,14 @@ _TRUN_COUNT_OFFSET = 8
 _TRUN_COUNT_BYTES = 4
 # moof, mfhd, traf, tfhd, tfdt and the trun's head fit well within this
 _HEAD_BYTES = 512
+CAPTIONS_PLAYLIST_NAME = "captions.m3u8"
+CAPTIONS_RENDITION = SubtitlesRendition(CAPTIONS_PLAYLIST_NAME, name="English", language="en")
 
 
-def master_text() -> str:
+def master_text(*, has_captions: bool = False) -> str:
     """The live multivariant playlist: AAC-LC first, where Safari's native player, other players
-    and ffmpeg start; then Opus, which the listener page picks where Media Source plays it."""
+    and ffmpeg start; then Opus, which the listener page picks where Media Source plays it. With
+    `has_captions`, the English WebVTT subtitles rendition beside them."""
     return multivariant_playlist(
         [
             Variant(
@@ -42,7 +51,8 @@ def master_text() -> str:
                 rendition.average_bandwidth_bps,
             )
             for rendition in RENDITIONS
-        ]
+        ],
+        CAPTIONS_RENDITION if has_captions else None,
     )
 
 

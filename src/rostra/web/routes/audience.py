@@ -21,6 +21,7 @@ from rostra.audience.gate import Admission, Gate
 from rostra.audience.tickets import MAX_TOKEN_CHARS
 from rostra.clock import iso_utc
 from rostra.ids import is_space_id
+from rostra.stage.moderation import DEVICE_HEADER, DEVICE_PATTERN, ModerationService, check_device
 from rostra.web.inputs import PlainText, bearer, json_body, parse_json, read_capped, read_json
 
 router = APIRouter(prefix="/api/v1/spaces", tags=["audience"])
@@ -64,6 +65,20 @@ class JoinBody(BaseModel):
     )
     arrival: str | None = Field(default=None, max_length=1024)
     ticket: str | None = Field(default=None, max_length=MAX_TOKEN_CHARS)
+    # the stable id the page keeps in localStorage: a device the host blocked is refused (403)
+    device: str | None = Field(default=None, min_length=16, max_length=64, pattern=DEVICE_PATTERN)
+
+
+async def _require_device_allowed(request: Request, space_id: str, device: str | None) -> None:
+    """403 device-blocked when the space's host blocked this device: checked against this
+    worker's copy of the space's blocks, read again (off the loop) when a second old."""
+    moderation: ModerationService | None = getattr(request.app.state, "moderation", None)
+    if device is None or moderation is None:
+        return
+    if moderation.is_cached(space_id):
+        moderation.require_not_blocked(space_id, device, "listener")
+    else:
+        await asyncio.to_thread(moderation.require_not_blocked, space_id, device, "listener")
 
 
 async def _proof_of_work(gate: Gate, space_id: str, altcha: str | None) -> None:
@@ -99,15 +114,18 @@ async def join(space_id: str, request: Request) -> JSONResponse:
     arrival = None
     if body_in.ticket is not None:
         gate.signed(body_in.ticket, space_id)
+        await _require_device_allowed(request, space_id, body_in.device)
         # signature first (above, on the loop); the spent store is waited for off the loop
         admission = await asyncio.to_thread(gate.rejoin, body_in.ticket, space_id)
         return _admitted(admission)
     if body_in.arrival is not None and gate.admission is not None:
         arrival = gate.admission.verify_arrival(body_in.arrival, space_id)
+        await _require_device_allowed(request, space_id, body_in.device)
     else:
         # an unknown or ended space is refused before its defence is read (an outsider's flood
         # of made-up ids never reaches the defence store, and gets 404, not a challenge)
         await asyncio.to_thread(gate.check_admits, space_id)
+        await _require_device_allowed(request, space_id, body_in.device)
         await _proof_of_work(gate, space_id, body_in.altcha)
     # the space's line may be a file shared by workers: its lock is waited for off the loop
     admission = await asyncio.to_thread(gate.join, space_id, arrival=arrival)
@@ -174,7 +192,20 @@ async def react(space_id: str, request: Request) -> Response:
 
 @router.post("/{space_id}/hand", status_code=204, summary="Raise a hand (Bearer ticket)")
 async def raise_hand(space_id: str, request: Request) -> Response:
-    await asyncio.to_thread(_gate(request).raise_hand, bearer(request), space_id)
+    gate = _gate(request)
+    device = check_device(request.headers.get(DEVICE_HEADER))
+    await asyncio.to_thread(gate.raise_hand, bearer(request), space_id)
+    moderation: ModerationService | None = getattr(request.app.state, "moderation", None)
+    if device is not None and moderation is not None:
+        # a block by hand refuses the device the hand was raised from
+        ticket = gate.signed(bearer(request), space_id)
+        await asyncio.to_thread(
+            moderation.remember_hand_device,
+            space_id,
+            ticket.listener_id,
+            device,
+            float(ticket.expires_at_s),
+        )
     return Response(status_code=204)
 
 

@@ -15,6 +15,7 @@ from rostra.audience.incident import SERVER_SPACE
 from rostra.audience.incident_report import summarize
 from rostra.clock import iso_utc
 from rostra.errors import IncidentLogUnavailable
+from rostra.stage.moderation import ModerationService
 from rostra.store.incident import IncidentStore, IncidentStoreUnavailable
 from rostra.web.auth import require_admin_or_host
 from rostra.web.incident_recorder import read_incident
@@ -46,4 +47,6 @@ async def incident(space_id: str, request: Request) -> dict[str, Any]:
         "started_at": iso_utc(space.started_at),
         "ended_at": iso_utc(space.ended_at),
     }
-    return summarize(about, rows, server_rows, time.time())
+    moderation: ModerationService = request.app.state.moderation
+    entries = await asyncio.to_thread(moderation.log, space.id)
+    return summarize(about, rows, server_rows, time.time(), [entry.to_json() for entry in entries])

@@ -14,10 +14,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, Field
 from starlette.responses import Response, StreamingResponse
 
 from rostra.errors import SpaceNotLive
 from rostra.media.broadcast import Broadcast
+from rostra.media.origin import StageMember
 from rostra.web.origin_client import FRAME_DATA, FRAME_HEADER, frame
 from rostra.web.origin_services import OriginServices
 
@@ -46,6 +48,52 @@ async def remove_speaker(space_id: str, session_id: str, request: Request) -> Re
     await services.origin.disconnect(space_id, session_id)
     services.publish(space_id)
     return Response(status_code=204)
+
+
+class MuteOrder(BaseModel):
+    muted: bool
+    locked: bool = False
+    # with no session in the path: every voice holding one of these roles
+    roles: list[str] = Field(default_factory=list, max_length=3)
+
+
+def _member_json(member: StageMember) -> dict[str, Any]:
+    return {
+        "id": member.id,
+        "name": member.name,
+        "role": member.role,
+        "invite_id": member.invite_id,
+        "muted": member.is_muted,
+        "locked": member.is_locked,
+        "device": member.device_id,
+    }
+
+
+@router.get("/spaces/{space_id}/stage/{session_id}")
+async def stage_member(space_id: str, session_id: str, request: Request) -> dict[str, Any]:
+    return _member_json(_services(request).origin.member(space_id, session_id))
+
+
+@router.post("/spaces/{space_id}/stage/{session_id}/mute")
+async def mute_speaker(
+    space_id: str, session_id: str, order: MuteOrder, request: Request
+) -> dict[str, Any]:
+    services = _services(request)
+    member = services.origin.set_muted(
+        space_id, session_id, is_muted=order.muted, is_locked=order.locked
+    )
+    services.publish(space_id)
+    return _member_json(member)
+
+
+@router.post("/spaces/{space_id}/stage/mute")
+async def mute_roles(space_id: str, order: MuteOrder, request: Request) -> dict[str, Any]:
+    services = _services(request)
+    members = services.origin.set_muted_roles(
+        space_id, frozenset(order.roles), is_muted=order.muted, is_locked=order.locked
+    )
+    services.publish(space_id)
+    return {"sessions": [_member_json(m) for m in members]}
 
 
 @router.post("/spaces/{space_id}/invites/{invite_id}/end")

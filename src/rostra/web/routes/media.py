@@ -103,7 +103,9 @@ async def live_master(space_id: str, request: Request) -> Response:
     services = _services(request)
     services.spaces.get(space_id)
     return Response(
-        master_text(), media_type=HLS_TYPE, headers={"Cache-Control": "public, max-age=60"}
+        master_text(has_captions=services.settings.captions),
+        media_type=HLS_TYPE,
+        headers={"Cache-Control": "public, max-age=60"},
     )
 
 

@@ -1,4 +1,5 @@
-"""The spaces API: create, list, read, start, end; speaker invites; the host's stage controls.
+"""The spaces API: create, list, read, start, end; speaker and co-host invites; the hand queue
+and invites from it; the stage controls of the host and co-hosts.
 
 Web plane.
 """
@@ -7,17 +8,21 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 from rostra.clock import iso_utc
-from rostra.errors import SpeakerNotFound
+from rostra.errors import HandNotFound, RoleNotAllowed, SpeakerNotFound
 from rostra.ids import is_session_id
-from rostra.web.auth import require_admin, require_admin_or_host
-from rostra.web.inputs import PlainText, read_json
+from rostra.stage.invites import find_hand, hand_id
+from rostra.stage.moderation import Action
+from rostra.stage.roles import Credential, Role, may_act_on
+from rostra.web.auth import require_admin, require_admin_or_host, require_moderator
+from rostra.web.inputs import PlainText, bearer, read_json
+from rostra.web.routes.moderation import record as record_moderation
 from rostra.web.services import Services
 
 router = APIRouter(prefix="/api/v1/spaces", tags=["spaces"])
@@ -41,6 +46,8 @@ class InviteCreate(BaseModel):
     # the link opens the speak page in studio mode (no noise suppression or automatic gain, for
     # guests on headphones); strict: `"yes"` or 1 is refused, not read as true
     studio: bool = Field(default=False, strict=True)
+    # a co-host runs the stage with the host (hands, removals of speakers); personal, at most 2
+    role: Literal["speaker", "cohost"] = "speaker"
 
 
 class HostLinkCreate(BaseModel):
@@ -123,7 +130,12 @@ async def create_invite(space_id: str, request: Request) -> JSONResponse:
     services.spaces.require_open(space_id)
     body = await read_json(request, InviteCreate, is_optional=True)
     minted = services.invites.mint(
-        space_id, name=body.name, uses=body.uses, seats=body.seats, is_studio=body.studio
+        space_id,
+        name=body.name,
+        uses=body.uses,
+        seats=body.seats,
+        is_studio=body.studio,
+        role=Role(body.role),
     )
     invite_url = services.speaker_invite_url(space_id, minted.token) + minted.link_fragment()
     return JSONResponse(
@@ -135,6 +147,7 @@ async def create_invite(space_id: str, request: Request) -> JSONResponse:
             "uses": minted.record.uses_max,
             "seats": minted.record.seats,
             "studio": minted.is_studio,
+            "role": body.role,
         },
         status_code=201,
     )
@@ -173,29 +186,128 @@ async def revoke_invite(space_id: str, invite_id: str, request: Request) -> dict
     return {"revoked": invite_id, "sessions_ended": removed}
 
 
-@router.get("/{space_id}/hands", summary="The hand queue, first raised first (host)")
+@router.get("/{space_id}/hands", summary="The hand queue, first raised first (host, co-host)")
 async def hands(space_id: str, request: Request) -> dict[str, Any]:
     services = _services(request)
     services.spaces.get(space_id)
-    require_admin_or_host(services, request, space_id)
+    require_moderator(services, request, space_id)
     queue = await asyncio.to_thread(services.audience.reactions.hands, space_id)
+    invited = await asyncio.to_thread(_invited_hands, services, space_id)
     return {
         "hands": [
             {
+                "hand": hand_id(hand.listener_id),
                 "listener": hand.listener_id[:8],
                 "raised_at": iso_utc(datetime.fromtimestamp(hand.raised_at_s, UTC)),
+                "invited": services.invites.hand_invite_id(space_id, hand.listener_id) in invited,
             }
             for hand in queue
         ]
     }
 
 
-@router.delete("/{space_id}/stage/{session_id}", summary="Remove a speaker from the stage")
+def _invited_hands(services: Services, space_id: str) -> set[str]:
+    """The ids of the space's invites alive and unused (one store read for the whole queue)."""
+    now = services.clock.now()
+    return {
+        invite.id
+        for invite in services.store.list_invites(space_id)
+        if not invite.is_revoked
+        and invite.expires_at > now
+        and (invite.uses_max is None or invite.uses_count < invite.uses_max)
+    }
+
+
+class HandInvite(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    # the name the listener has on stage (default: "Listener" and the hand's first characters)
+    name: PlainText | None = Field(default=None, max_length=60)
+
+
+@router.post(
+    "/{space_id}/hands/{hand}/invite",
+    status_code=201,
+    summary="Invite the listener of a raised hand to speak (host, co-host)",
+    openapi_extra=_json_body(HandInvite, is_required=False),
+    responses={200: {"description": "The listener's invite, unused: the same one (idempotent)"}},
+)
+async def invite_hand(space_id: str, hand: str, request: Request) -> JSONResponse:
+    """201 a new personal speaker invite for the hand's listener, who alone reads it (`GET
+    …/hand` with their ticket); 200 the same invite when that listener was invited already."""
+    services = _services(request)
+    services.spaces.get(space_id)
+    actor = require_moderator(services, request, space_id)
+    services.spaces.require_open(space_id)
+    body = await read_json(request, HandInvite, is_optional=True)
+    queue = await asyncio.to_thread(services.audience.reactions.hands, space_id)
+    raised = find_hand(queue, hand)
+    if raised is None:
+        raise HandNotFound(f"space '{space_id}' has no raised hand '{hand[:40]}'")
+    name = body.name or f"Listener {hand[:4]}"
+    minted, is_new = await asyncio.to_thread(
+        services.invites.invite_hand, space_id, raised.listener_id, name
+    )
+    if is_new:
+        await record_moderation(request, space_id, actor, Action.INVITE, f"hand {hand}", name)
+    return JSONResponse(
+        {
+            "hand": hand,
+            "invite": minted.record.id,
+            "name": minted.record.name,
+            "expires_at": iso_utc(minted.record.expires_at),
+        },
+        status_code=201 if is_new else 200,
+    )
+
+
+@router.get("/{space_id}/hand", summary="Was my raised hand invited to speak? (Bearer ticket)")
+async def my_hand(space_id: str, request: Request) -> JSONResponse:
+    """Polled about every second by a listener's page while its hand is up; answered privately
+    (`Cache-Control: private, no-store`): the invite is for the ticket's own listener only."""
+    services = _services(request)
+    ticket = services.audience.gate.verify(bearer(request), space_id)  # no storage to say no
+    minted = await asyncio.to_thread(services.invites.hand_invite, space_id, ticket.listener_id)
+    body: dict[str, Any] = {"invited": minted is not None}
+    if minted is not None:
+        body |= {
+            "name": minted.record.name,
+            "speaker_invite_url": services.speaker_invite_url(space_id, minted.token),
+            "whip_url": f"{services.settings.whip_base_url}/whip/{space_id}",
+            "token": minted.token,
+            "expires_at": iso_utc(minted.record.expires_at),
+        }
+    return JSONResponse(body, headers={"Cache-Control": "private, no-store"})
+
+
+@router.delete(
+    "/{space_id}/stage/{session_id}", summary="Remove a speaker from the stage (host, co-host)"
+)
 async def remove_speaker(space_id: str, session_id: str, request: Request) -> Response:
     services = _services(request)
     services.spaces.get(space_id)
-    require_admin_or_host(services, request, space_id)
+    actor = require_moderator(services, request, space_id)
     if not is_session_id(session_id):  # never pass raw text on to the origin's URL
         raise SpeakerNotFound(f"no speaker session has id '{session_id[:40]}' in '{space_id}'")
+    _check_may_act_on(services, actor, space_id, session_id)
     await services.origin.remove_speaker(space_id, session_id)
+    await record_moderation(request, space_id, actor, Action.REMOVE, session_id)
     return Response(status_code=204)
+
+
+def _check_may_act_on(
+    services: Services, actor: Credential, space_id: str, session_id: str
+) -> None:
+    """A co-host acts on speakers only: the target's role is read from the origin's stage."""
+    stage = services.origin_status.read(space_id).stage
+    entry = next((member for member in stage if member.id == session_id), None)
+    if entry is None:
+        if actor.role == Role.HOST:
+            return  # the origin says whether it exists (the stage file may be a second behind)
+        raise SpeakerNotFound(f"no speaker session has id '{session_id}' in '{space_id}'")
+    # a stage entry of a role this release does not know is acted on as a speaker's
+    target = Role(entry.role) if entry.role in {role.value for role in Role} else Role.SPEAKER
+    if not may_act_on(actor.role, target):
+        raise RoleNotAllowed(
+            f"a {actor.role} may not act on the {target} of space '{space_id}'"
+            f" (session '{session_id}'); a co-host acts on speakers only"
+        )

@@ -5,7 +5,9 @@ Web plane (origin process): served on the origin's own port, never by a listener
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+from functools import partial
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -13,6 +15,7 @@ from starlette.responses import Response
 from rostra.errors import InvalidSdp, MethodNotAllowed
 from rostra.media.origin import SeatClaim
 from rostra.stage.invites import clean_name
+from rostra.stage.moderation import DEVICE_HEADER, ModerationService, check_device
 from rostra.stage.roles import Credential, Role
 from rostra.web.inputs import bearer, read_body
 from rostra.web.origin_services import OriginServices
@@ -44,6 +47,7 @@ async def publish(space_id: str, request: Request) -> Response:
     token = bearer(request)
     services.invites.authorize(token, space_id, consume=False)
     services.spaces.require_open(space_id)
+    device_id = await _allowed_device(request, space_id)
     body = await read_body(request, limit=services.settings.max_sdp_bytes, content_type=SDP_TYPE)
     try:
         offer = body.decode("utf-8")
@@ -54,7 +58,11 @@ async def publish(space_id: str, request: Request) -> Response:
     claim = SeatClaim(role=credential.role, invite_id=credential.invite_id, seats=credential.seats)
     try:
         member, answer = await services.origin.connect(
-            space_id, offer, name=_speaker_name(credential, asked_name), claim=claim
+            space_id,
+            offer,
+            name=_speaker_name(credential, asked_name),
+            claim=claim,
+            device_id=device_id or "",
         )
     except BaseException:
         # the use counted above buys a connection: none came up, so it is given back
@@ -68,6 +76,16 @@ async def publish(space_id: str, request: Request) -> Response:
         headers=_ice_links(services, space_id)
         | {"Location": f"/whip/{space_id}/{member.id}", "Cache-Control": "no-store"},
     )
+
+
+async def _allowed_device(request: Request, space_id: str) -> str | None:
+    """The speaker's device id (`Rostra-Device`), refused (403) when the space blocked it."""
+    device_id = check_device(request.headers.get(DEVICE_HEADER))
+    moderation: ModerationService = request.app.state.moderation
+    await asyncio.to_thread(
+        partial(moderation.require_not_blocked, space_id, device_id, "speaker", is_fresh=True)
+    )
+    return device_id
 
 
 def _speaker_name(credential: Credential, asked_name: str) -> str:

@@ -55,8 +55,8 @@ export async function request(url, options = {}) {
 }
 
 // A JSON call to the API; `token` goes in `Authorization: Bearer …`.
-export async function api(path, { method = 'GET', token = null, json } = {}) {
-  const headers = { Accept: 'application/json' };
+export async function api(path, { method = 'GET', token = null, json, headers: extra = {} } = {}) {
+  const headers = { Accept: 'application/json', ...extra };
   if (token) headers.Authorization = `Bearer ${token}`;
   const options = { method, headers, cache: 'no-store' };
   if (json !== undefined) {

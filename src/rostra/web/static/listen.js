@@ -1,11 +1,14 @@
 // The listener page: status, the play button (live HLS, or the replay once the space ended), who is
 // on stage, the counts, reactions and the raised hand, and plain stream links for other players.
 // Playing live keeps the listener counted: a ticket on play, heartbeats while the audio plays.
+import { CaptionsView } from './captions.js';
 import { renderCounts } from './count-view.js';
+import { Countdown, firstJoinDelayMs } from './countdown.js';
 import { Heartbeat } from './heartbeat.js';
 import { ProgramPlayer } from './player.js';
 import { ReactionPanel } from './reactions.js';
 import { spaceIdFromPath, spaceUrls } from './space-url.js';
+import { StageJoin } from './stage-join.js';
 import { formatClock, formatWhen, renderStage, renderStatus } from './stage-view.js';
 import { watchState } from './state.js';
 import { TicketKeeper } from './ticket.js';
@@ -14,6 +17,7 @@ import { renderWaiting } from './waiting-view.js';
 const $ = (id) => document.getElementById(id);
 const spaceId = spaceIdFromPath();
 const urls = spaceUrls(spaceId);
+const countdown = new Countdown(spaceId);
 const audio = $('player');
 const playButton = $('play');
 const seekBar = $('seek-bar');
@@ -61,6 +65,14 @@ const reactions = new ReactionPanel(
   },
   { onSent: () => refreshSoon() },
 );
+// a raised hand the host invited: "Join the stage", with the program playing on
+const stageJoin = new StageJoin({
+  keeper,
+  reactions,
+  program: audio,
+  anchor: $('hand').closest('.hand-row'),
+  onChange: () => watcher.refresh({ fresh: true }),
+});
 const countElements = {
   listeners: $('listeners'),
   error: $('listeners-error'),
@@ -80,6 +92,9 @@ const player = new ProgramPlayer(audio, {
     }
   },
 });
+
+// the "Captions" toggle under the player (hidden where the server has captions off)
+new CaptionsView({ spaceId, audio, anchor: document.querySelector('.player'), isReplay: () => player.mode === 'replay' });
 
 function say(message, kind = 'info') {
   const box = $('message');
@@ -131,7 +146,7 @@ function renderPlayerStatus() {
       ? 'It will start playing as soon as the host goes live.'
       : 'The host has not started yet.';
   } else if (state && state.status === 'live') {
-    status.textContent = 'Press play to listen.';
+    status.textContent = isActive() ? 'Joining…' : 'Press play to listen.';
   } else if (state && state.status === 'ended') {
     status.textContent = 'This space has ended. Play the recording.';
   }
@@ -167,20 +182,24 @@ function onState(next) {
   $('title').textContent = next.title;
   renderStatus($('status'), next.status);
   renderCounts(countElements, next);
+  countdown.update(next);
   $('react').hidden = next.status !== 'live';
   reactions.setOpen(next.status === 'live');
   reactions.renderTally(next.reactions);
+  stageJoin.observe(next);
   const key = JSON.stringify([next.status, next.stage]);
   if (key !== stageKey) {
     stageKey = key;
     renderStage($('stage'), next.stage, {
+      ownId: stageJoin.sessionId,
       emptyText: next.status === 'ended' ? 'The stage is empty: the space has ended.' : '',
     });
   }
   playButton.disabled = false;
   if (next.status === 'live' && isWaitingToStart) {
     isWaitingToStart = false;
-    startLive();
+    setButton('loading'); // the first join waits a random moment: pages do not all join at once
+    startTimer = setTimeout(startLive, firstJoinDelayMs());
   }
   if (next.status === 'ended' && (!previous || previous.status !== 'ended')) {
     $('download').href = urls.download;

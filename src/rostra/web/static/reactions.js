@@ -2,6 +2,7 @@
 // floats the emoji up), the tally of the last 10 s from state.json, and "Raise hand". Both go
 // through the gate with the listener's ticket, joining first if they have none yet.
 import { api, describeError } from './api.js';
+import { DEVICE_HEADER, deviceId } from './device.js';
 
 // the gate's REACTIONS (src/rostra/audience/gate.py), in its order, with names for screen readers
 export const REACTIONS = [
@@ -131,7 +132,9 @@ export class ReactionPanel {
     for (let attempt = 0; ; attempt += 1) {
       const { ticket } = await this.keeper.obtain();
       try {
-        return await api(`${this.keeper.base}/${path}`, { method, token: ticket, json });
+        // a raised hand names this browser, so a block by hand refuses it (device.js)
+        const headers = path === 'hand' && method === 'POST' ? { [DEVICE_HEADER]: deviceId() } : {};
+        return await api(`${this.keeper.base}/${path}`, { method, token: ticket, json, headers });
       } catch (error) {
         if ((error.status === 401 || error.status === 403) && attempt === 0) {
           this.keeper.drop(ticket);

@@ -1,6 +1,7 @@
 // The speaker page: an invite link (…/speak/{id}?invite=TOKEN) puts a person on stage with their
 // microphone; they hear the other speakers and can mute or leave. A studio invite (the link ends
 // in #studio) starts with studio mode checked; the speaker chooses before joining.
+import { api, describeError } from './api.js';
 import { queryParam, spaceIdFromPath, spaceUrls } from './space-url.js';
 import { StagePanel, panelElements } from './stage-panel.js';
 import { formatWhen, renderStage, renderStatus } from './stage-view.js';
@@ -17,6 +18,8 @@ const STUDIO_FRAGMENT = '#studio';
 
 let stageKey = '';
 let status = '';
+// state.json is polled this often: a mute by the host shows here within about 2 s
+const STATE_POLL_MS = 1500;
 
 function storedName() {
   try {
@@ -77,7 +80,58 @@ function onState(state) {
     renderStage($('stage'), state.stage, { ownId: panel.sessionId });
   }
   panel.observe(state);
+  renderHostMute(state.stage);
   renderJoinable();
+}
+
+// "Muted by the host": the host or a co-host took this voice out of the program; the speaker may
+// unmute themselves unless the mute is locked.
+const hostMute = buildHostMute();
+
+function buildHostMute() {
+  const box = document.createElement('div');
+  box.id = 'host-mute';
+  box.className = 'notice moderation-notice';
+  box.setAttribute('role', 'status');
+  box.setAttribute('aria-live', 'polite');
+  box.hidden = true;
+  const text = document.createElement('span');
+  const unmute = document.createElement('button');
+  unmute.type = 'button';
+  unmute.className = 'btn btn-secondary btn-small';
+  unmute.textContent = 'Unmute';
+  unmute.addEventListener('click', unmuteSelf);
+  box.append(text, unmute);
+  $('panel-live').querySelector('.on-stage-line').after(box);
+  return { box, text, unmute };
+}
+
+function renderHostMute(stage) {
+  const own = (Array.isArray(stage) ? stage : []).find((m) => panel.sessionId && m.id === panel.sessionId);
+  const isMuted = Boolean(own && own.muted);
+  hostMute.box.hidden = !isMuted;
+  if (!isMuted) return;
+  $('join-message').hidden = true; // "Listeners hear you now" is no longer true
+  hostMute.box.dataset.kind = own.locked ? 'error' : 'info';
+  hostMute.text.textContent = own.locked
+    ? 'Muted by the host. The host has locked it: only the host can unmute you.'
+    : 'Muted by the host. Listeners do not hear you.';
+  hostMute.unmute.hidden = Boolean(own.locked);
+}
+
+async function unmuteSelf() {
+  hostMute.unmute.disabled = true;
+  try {
+    const path = `${spaceUrls(spaceId).api}/stage/${encodeURIComponent(panel.sessionId)}/mute`;
+    await api(path, { method: 'POST', token: invite, json: { muted: false } });
+    hostMute.box.hidden = true;
+    stageKey = '';
+    watcher.refresh({ fresh: true });
+  } catch (error) {
+    hostMute.text.textContent = describeError(error);
+  } finally {
+    hostMute.unmute.disabled = false;
+  }
 }
 
 function onStateError(error) {
@@ -102,5 +156,5 @@ $('listen-link').href = spaceUrls(spaceId).listen;
 if (!invite) {
   panel.say('This link has no invite in it. Ask the host for the full speaker link.', { kind: 'error' });
 }
-const watcher = watchState(spaceId, { onState, onError: onStateError });
+const watcher = watchState(spaceId, { onState, onError: onStateError, intervalMs: STATE_POLL_MS });
 renderJoinable();

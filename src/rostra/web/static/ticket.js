@@ -9,6 +9,7 @@
 // join waits in line (503 waiting-room): it keeps the arrival token and asks again after
 // Retry-After × U(1, 1.5), or sooner when queue.json shows the line has reached it.
 import { ApiError, UNREACHABLE } from './api.js';
+import { deviceId } from './device.js';
 import { solveChallenge } from './pow.js';
 import { waitInLine } from './waiting-view.js';
 
@@ -152,7 +153,7 @@ export class TicketKeeper {
   }
 
   async join() {
-    const fields = {}; // the join's JSON body: {altcha?, arrival?, ticket?}
+    const fields = { device: deviceId() }; // the join's JSON body: {device, altcha?, arrival?, ticket?}
     // a join that failed (network) while in line keeps the place for the next attempt
     if (this.arrival) fields.arrival = this.arrival;
     // a returning listener (a reload after leave) exchanges the ticket it gave back

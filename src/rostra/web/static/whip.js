@@ -8,6 +8,7 @@
 // crashed or restarted origin says nothing: the connection turns "failed", or "disconnected" and
 // stays so. Only the second is worth publishing again (publishAgain: backoff with jitter).
 import { ApiError, request } from './api.js';
+import { DEVICE_HEADER, deviceId } from './device.js';
 
 const ICE_GATHERING_TIMEOUT_MS = 2000;
 const SDP_TYPE = 'application/sdp';
@@ -130,7 +131,7 @@ export async function publish(endpoint, token, track, { iceTimeoutMs = ICE_GATHE
     await iceGatheringComplete(pc, iceTimeoutMs);
     const response = await request(endpoint, {
       method: 'POST',
-      headers: { 'Content-Type': SDP_TYPE, Authorization: `Bearer ${token}` },
+      headers: { 'Content-Type': SDP_TYPE, Authorization: `Bearer ${token}`, [DEVICE_HEADER]: deviceId() },
       body: pc.localDescription.sdp,
     });
     const location = response.headers.get('Location');

@@ -1,0 +1,166 @@
+// The host's moderation panel: for each voice on stage Mute / Unmute, Lock (a mute the speaker
+// cannot undo), Remove and Block; "Mute all speakers" (never the host or co-hosts); and the
+// space's moderation log. Mounted by host.js with one call; it follows state.json on its own.
+import { api, describeError } from './api.js';
+import { spaceUrls } from './space-url.js';
+import { formatWhen } from './stage-view.js';
+import { watchState } from './state.js';
+
+const POLL_MS = 2000;
+const ROLE_LABELS = { host: 'Host', cohost: 'Co-host', speaker: 'Speaker' };
+const ACTION_LABELS = {
+  mute: 'muted', unmute: 'unmuted', lock: 'muted and locked', remove: 'removed', block: 'blocked',
+  invite: 'invited',
+};
+
+function element(tag, className = '', text = '') {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text) node.textContent = text;
+  return node;
+}
+
+function button(label, className, onClick, ariaLabel = '') {
+  const node = element('button', `btn btn-small ${className}`, label);
+  node.type = 'button';
+  if (ariaLabel) node.setAttribute('aria-label', ariaLabel);
+  node.addEventListener('click', () => onClick(node));
+  return node;
+}
+
+class ModerationPanel {
+  constructor({ spaceId, token }) {
+    this.base = spaceUrls(spaceId).api;
+    this.token = token;
+    this.stageKey = '';
+    this.build();
+    this.watcher = watchState(spaceId, { onState: (state) => this.render(state), intervalMs: POLL_MS });
+  }
+
+  build() {
+    const section = element('section', 'card moderation');
+    section.setAttribute('aria-labelledby', 'moderation-heading');
+    const heading = element('h2', '', 'Moderation');
+    heading.id = 'moderation-heading';
+    const tools = element('div', 'moderation-tools');
+    tools.append(
+      button('Mute all speakers', 'btn-secondary', (node) => this.muteAll(true, node)),
+      button('Unmute all', 'btn-secondary', (node) => this.muteAll(false, node)),
+    );
+    this.list = element('ul', 'stage moderation-list');
+    this.list.id = 'moderation-list';
+    this.message = element('div', 'notice');
+    this.message.setAttribute('role', 'alert');
+    this.message.hidden = true;
+    const log = element('details', 'moderation-log');
+    const summary = element('summary', '', 'Moderation log');
+    this.logList = element('ol', 'moderation-entries');
+    log.append(summary, this.logList);
+    log.addEventListener('toggle', () => { if (log.open) this.loadLog(); });
+    this.log = log;
+    section.append(heading, tools, this.list, this.message, log);
+    const anchor = document.getElementById('stage');
+    (anchor ? anchor.closest('section') : document.querySelector('main')).after(section);
+  }
+
+  say(text, kind = 'error') {
+    this.message.hidden = !text;
+    this.message.dataset.kind = kind;
+    this.message.textContent = text;
+  }
+
+  render(state) {
+    const stage = (Array.isArray(state.stage) ? state.stage : []).filter((m) => m.role !== 'host');
+    const key = JSON.stringify(stage);
+    if (key === this.stageKey) return;
+    this.stageKey = key;
+    if (!stage.length) {
+      this.list.replaceChildren(element('li', 'stage-empty', 'No speakers to moderate.'));
+      return;
+    }
+    this.list.replaceChildren(...stage.map((member) => this.item(member)));
+  }
+
+  item(member) {
+    const name = member.name || 'Speaker';
+    const item = element('li', 'member moderation-item');
+    item.dataset.sessionId = member.id;
+    item.dataset.muted = String(Boolean(member.muted));
+    const text = element('span', 'member-text');
+    const status = [ROLE_LABELS[member.role] || member.role];
+    if (member.muted) status.push(member.locked ? 'muted, locked' : 'muted');
+    text.append(element('span', 'member-name', name), element('span', 'member-role', status.join(' · ')));
+    const actions = element('span', 'moderation-actions');
+    actions.append(
+      member.muted
+        ? button('Unmute', 'btn-secondary', (n) => this.mute(member, false, false, n), `Unmute ${name}`)
+        : button('Mute', 'btn-secondary', (n) => this.mute(member, true, false, n), `Mute ${name}`),
+      member.locked
+        ? button('Unlock', 'btn-secondary', (n) => this.mute(member, true, false, n), `Let ${name} unmute`)
+        : button('Lock', 'btn-secondary', (n) => this.mute(member, true, true, n), `Lock ${name} muted: they cannot unmute themselves`),
+      button('Remove', 'btn-quiet-danger', (n) => this.remove(member, n), `Remove ${name} from the stage`),
+      button('Block', 'btn-quiet-danger', (n) => this.block(member, n), `Block ${name} for the rest of the space`),
+    );
+    item.append(text, actions);
+    return item;
+  }
+
+  async act(node, call) {
+    node.disabled = true;
+    this.say('');
+    try {
+      await call();
+      this.stageKey = '';
+      await this.watcher.refresh({ fresh: true });
+      if (this.log.open) await this.loadLog();
+    } catch (error) {
+      this.say(describeError(error));
+    } finally {
+      node.disabled = false;
+    }
+  }
+
+  mute(member, muted, locked, node) {
+    const json = muted ? { muted, locked } : { muted };
+    const path = `${this.base}/stage/${encodeURIComponent(member.id)}/mute`;
+    return this.act(node, () => api(path, { method: 'POST', token: this.token, json }));
+  }
+
+  muteAll(muted, node) {
+    return this.act(node, () => api(`${this.base}/stage/mute`, { method: 'POST', token: this.token, json: { muted } }));
+  }
+
+  remove(member, node) {
+    const path = `${this.base}/stage/${encodeURIComponent(member.id)}`;
+    return this.act(node, () => api(path, { method: 'DELETE', token: this.token }));
+  }
+
+  block(member, node) {
+    const name = member.name || 'this speaker';
+    if (!window.confirm(`Block ${name}? Their invite is revoked and this device may not listen or speak here again.`)) return null;
+    return this.act(node, () => api(`${this.base}/blocks`, { method: 'POST', token: this.token, json: { session: member.id } }));
+  }
+
+  async loadLog() {
+    try {
+      const body = await api(`${this.base}/moderation`, { token: this.token });
+      const entries = Array.isArray(body.entries) ? body.entries.slice(-20).reverse() : [];
+      if (!entries.length) {
+        this.logList.replaceChildren(element('li', 'muted', 'Nothing yet.'));
+        return;
+      }
+      this.logList.replaceChildren(...entries.map((entry) => element(
+        'li',
+        '',
+        `${formatWhen(entry.at)}: ${entry.actor} ${ACTION_LABELS[entry.action] || entry.action} ${entry.target_name || entry.target}`,
+      )));
+    } catch (error) {
+      this.say(describeError(error));
+    }
+  }
+}
+
+// One call from the host page: the panel builds itself after the "On stage" card.
+export function mountModerationPanel({ spaceId, token }) {
+  return token ? new ModerationPanel({ spaceId, token }) : null;
+}
