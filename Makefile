@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages: what the server needs at run time, then what the tests and benchmarks use.
 RUN_DEBS := ffmpeg libopus0
-TEST_DEBS := chromium fonts-noto-color-emoji espeak-ng sox redis-server nginx coturn varnish
+TEST_DEBS := chromium fonts-noto-color-emoji espeak-ng sox redis-server nginx coturn varnish icecast2
 BENCH_DEBS := wrk icecast2 libnginx-mod-rtmp mpv
 
 .PHONY: install run test lint typecheck pytest bench clean system-deps system-test-deps

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 ENV_PREFIX = "ROSTRA_"
 SECRET_BYTES = 32
@@ -107,6 +108,12 @@ class Settings:
     # live captions (speech recognition in a child of the origin, docs/media.md "Captions"):
     # off by default, since it costs more than 15 % of a core per space while people speak
     captions: bool = False
+    # an Icecast 2.4 server fed each live space's program as mounts /ID.aac and /ID.opus
+    # (icecast://source:PASSWORD@HOST:PORT; empty: none), the base of the public relay URLs
+    # (empty: http://HOST:PORT of that URL) and relays' status URLs counted with it (docs/relays.md)
+    icecast: str = ""
+    icecast_public_url: str = ""
+    icecast_relays: tuple[str, ...] = ()
     # Testing aid: drop this fraction of speaker RTP packets (seeded), to prove concealment.
     ingest_drop_rate: float = 0.0
     ingest_drop_seed: int = 0
@@ -119,6 +126,15 @@ class Settings:
                 f" {self.speaker_bitrate_kbps}; it must be {MIN_SPEAKER_BITRATE_KBPS}"
                 f" to {MAX_SPEAKER_BITRATE_KBPS} kbit/s"
             )
+        if self.icecast:
+            parse_icecast_url(self.icecast)
+        for url in (self.icecast_public_url, *self.icecast_relays):
+            parts = urlsplit(url)
+            if url and (parts.scheme not in {"http", "https"} or not parts.hostname):
+                raise ValueError(
+                    f"{url[:100]!r} (ROSTRA_ICECAST_PUBLIC_URL, ROSTRA_ICECAST_RELAYS) must be "
+                    "an http:// or https:// URL with a host"
+                )
 
     @property
     def base_url(self) -> str:
@@ -145,6 +161,61 @@ class Settings:
     def run_dir(self) -> Path:
         """Sockets and per-process status files of one running server."""
         return self.data / "run"
+
+    @property
+    def icecast_base_url(self) -> str:
+        """Where players reach the Icecast mounts; empty without `--icecast`."""
+        if not self.icecast:
+            return ""
+        if self.icecast_public_url:
+            return self.icecast_public_url.rstrip("/")
+        return parse_icecast_url(self.icecast).base_url
+
+
+@dataclass(frozen=True, slots=True)
+class IcecastTarget:
+    """Where `--icecast` feeds: an Icecast 2.4 server's source login."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def parse_icecast_url(url: str) -> IcecastTarget:
+    """`icecast://source:PASSWORD@HOST:PORT`, strictly; ValueError names what is wrong."""
+    where = "--icecast (ROSTRA_ICECAST)"
+    parts = urlsplit(url.strip())
+    if parts.scheme != "icecast":
+        raise ValueError(f"{where} must start with icecast://, not {parts.scheme or 'nothing'}")
+    if parts.path not in {"", "/"} or parts.query or parts.fragment:
+        raise ValueError(
+            f"{where} names a server, not a mount: icecast://source:PASSWORD@HOST:PORT "
+            "(the mounts are /ID.aac and /ID.opus)"
+        )
+    if not parts.hostname:
+        raise ValueError(f"{where} has no host: icecast://source:PASSWORD@HOST:PORT")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{where} has an invalid port: it must be 1 to 65535") from exc
+    if port is None or port == 0:
+        raise ValueError(f"{where} has no port: icecast://source:PASSWORD@HOST:PORT")
+    user = unquote(parts.username or "")
+    password = unquote(parts.password or "")
+    if not user or not password:
+        raise ValueError(
+            f"{where} needs the source login: icecast://source:PASSWORD@HOST:PORT "
+            "(Icecast's <source-password>)"
+        )
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in user + password):
+        raise ValueError(f"{where}: the login may not hold control characters")
+    return IcecastTarget(host=parts.hostname, port=port, user=user, password=password)
 
 
 def _coerce(name: str, raw: Any) -> Any:

@@ -91,6 +91,13 @@ def serve(
             "people speak); default off [env ROSTRA_CAPTIONS]",
         ),
     ] = None,
+    icecast: Annotated[
+        str | None,
+        typer.Option(
+            help="Feed each live space to an Icecast 2.4 server as mounts /ID.aac and /ID.opus: "
+            "icecast://source:PASSWORD@HOST:PORT (docs/relays.md) [env ROSTRA_ICECAST]"
+        ),
+    ] = None,
 ) -> None:
     """SIGTERM or Ctrl-C stops the server and leaves live spaces live: the next start puts them
     back on air. Only `rostra space end` ends a space."""
@@ -109,6 +116,7 @@ def serve(
                 "whip_public_url": whip_public_url,
                 "speaker_bitrate_kbps": speaker_bitrate_kbps,
                 "captions": captions,
+                "icecast": icecast,
             }
         )
     except ValueError as exc:  # a setting out of its bounds, from the environment or rostra.toml

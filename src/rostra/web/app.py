@@ -17,8 +17,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from rostra import __version__
+from rostra.audience.icecast_count import IcecastCount
 from rostra.clock import SystemClock
-from rostra.config import Settings
+from rostra.config import Settings, parse_icecast_url
 from rostra.stage.invites import InviteService
 from rostra.stage.spaces import SpaceService
 from rostra.stage.tokens import TokenSigner
@@ -28,6 +29,7 @@ from rostra.web.audience_wiring import AUDIENCE_DATABASE_NAME, build_audience, r
 from rostra.web.cache_headers import NoStoreWrites
 from rostra.web.feeds import FeedHub
 from rostra.web.health import ListenerHealth
+from rostra.web.icecast_feed import IcecastFeeder, supervised
 from rostra.web.incident_recorder import install_incident_log
 from rostra.web.metrics import GateCollector
 from rostra.web.origin_client import OriginClient
@@ -65,6 +67,11 @@ def build_services(settings: Settings) -> Services:
         feeds=FeedHub(origin, settings.run_dir, max_listeners=settings.max_stream_listeners),
         origin_status=StatusReader(media_root),
         media_root=media_root,
+        icecast_count=(
+            IcecastCount(parse_icecast_url(settings.icecast).base_url, settings.icecast_relays)
+            if settings.icecast
+            else None
+        ),
     )
 
 
@@ -94,8 +101,14 @@ def create_listener_app(settings: Settings) -> FastAPI:
         flusher = asyncio.create_task(run_flusher(services.audience.gate))
         feeds = asyncio.create_task(services.feeds.run())
         metrics = asyncio.create_task(worker_metrics.run())
+        tasks: tuple[asyncio.Task[None], ...] = (flusher, feeds, metrics)
+        if services.icecast_count is not None:  # docs/relays.md: one worker feeds, each counts
+            feeder = IcecastFeeder(settings, services.origin, services.store)
+            tasks += (
+                asyncio.create_task(supervised("icecast feeder", feeder.run)),
+                asyncio.create_task(supervised("icecast count", services.icecast_count.run)),
+            )
         yield
-        tasks = (flusher, feeds, metrics)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

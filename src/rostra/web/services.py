@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rostra.audience.icecast_count import IcecastCount
 from rostra.clock import Clock, iso_utc
 from rostra.config import Settings
 from rostra.stage.invites import InviteService
@@ -35,6 +36,8 @@ class Services:
     origin_status: StatusReader
     media_root: Path
     audience: AudienceParts
+    # Icecast's listeners of each space's mounts (docs/relays.md); None without --icecast
+    icecast_count: IcecastCount | None = None
 
     def media_dir(self, space_id: str) -> Path:
         return self.media_root / space_id
@@ -46,6 +49,11 @@ class Services:
 
     def url(self, path: str) -> str:
         return self.settings.base_url + path
+
+    def relay_url(self, space_id: str, kind: str) -> str | None:
+        """The space's mount on the Icecast server it is fed to; None without --icecast."""
+        base = self.settings.icecast_base_url
+        return f"{base}/{space_id}.{kind}" if base else None
 
     def default_invite_token(self, space: SpaceRecord) -> str | None:
         """The reusable invite minted with the space: its link is part of the space's JSON."""
@@ -77,10 +85,14 @@ class Services:
             "hls_url": self.url(f"/live/{sid}/index.m3u8"),
             "stream_url": self.url(f"/live/{sid}/stream.aac"),
             "opus_stream_url": self.url(f"/live/{sid}/stream.opus"),
+            "relay_stream_url": self.relay_url(sid, "aac"),
+            "relay_opus_stream_url": self.relay_url(sid, "opus"),
             "state_url": self.url(f"/live/{sid}/state.json"),
             "replay_url": self.url(f"/replay/{sid}/index.m3u8"),
             "download_url": self.url(f"/replay/{sid}/audio.m4a"),
         }
+        if space.scheduled_at is not None:
+            body["event_url"] = self.url(f"/live/{sid}/event.ics")
         if is_private:
             host = self.invites.host_link(space)
             body["host_url"] = self.url(f"/host/{sid}?token={host.token}")

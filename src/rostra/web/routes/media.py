@@ -248,7 +248,7 @@ async def state(space_id: str, request: Request) -> JSONResponse:
         "started_at": iso_utc(space.started_at),
         "ended_at": iso_utc(space.ended_at),
         "stage": stage,
-        "stream_listeners": services.feeds.total_listeners(space.id) if is_live else 0,
+        "stream_listeners": _stream_listeners(services, space.id) if is_live else 0,
         "health": "ok" if not is_live or _is_healthy(services, space.id) else "degraded",
         "waiting": 0,
     }
@@ -256,6 +256,14 @@ async def state(space_id: str, request: Request) -> JSONResponse:
     if space.status != SpaceStatus.ENDED:
         body["waiting"] = await _waiting(services, space.id)
     return JSONResponse(body, headers={"Cache-Control": STATE_CACHE})
+
+
+def _stream_listeners(services: Services, space_id: str) -> int:
+    """Plain players on this machine's workers and on the Icecast mounts it feeds (connections;
+    ticketed listeners are counted apart, in `listeners`)."""
+    icecast = services.icecast_count
+    relayed = icecast.listeners(space_id) if icecast is not None else 0
+    return services.feeds.total_listeners(space_id) + relayed
 
 
 async def _queue(services: Services, space_id: str) -> QueueSnapshot | None:

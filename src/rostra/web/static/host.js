@@ -3,7 +3,9 @@
 // Every API call carries the host token from this page's URL.
 import { api, describeError } from './api.js';
 import { linkRow, wireCopyButton } from './clipboard.js';
+import { mountClipButton } from './clip-button.js';
 import { renderCounts } from './count-view.js';
+import { HandQueue } from './hand-queue.js';
 import { mountModerationPanel } from './moderation-panel.js';
 import { queryParam, spaceIdFromPath, spaceUrls } from './space-url.js';
 import { StagePanel, panelElements } from './stage-panel.js';
@@ -49,11 +51,26 @@ function renderSpace(next) {
     ended: space.ended_at ? `Ended ${formatWhen(space.ended_at)}` : 'Ended',
   };
   $('when').textContent = when[space.status] || '';
+  renderCalendar();
   $('start').hidden = space.status !== 'scheduled';
   $('end').hidden = space.status !== 'live';
   const isOpen = space.status !== 'ended' && isAuthorized;
   $('join').disabled = !isOpen;
   $('invite-create').disabled = !isOpen;
+}
+
+// "Add to calendar" while the space is scheduled: the event listeners get too
+function renderCalendar() {
+  let link = $('calendar');
+  if (!link) {
+    link = document.createElement('a');
+    link.id = 'calendar';
+    link.className = 'btn btn-secondary btn-large';
+    link.textContent = 'Add to calendar';
+    link.href = space.event_url || `/live/${encodeURIComponent(spaceId)}/event.ics`;
+    $('open-listen').after(link);
+  }
+  link.hidden = space.status !== 'scheduled' || !space.scheduled_at;
 }
 
 function renderLinks(body) {
@@ -165,111 +182,13 @@ function showStage(stage) {
   renderStage($('stage'), stage, { ownId: panel.sessionId, onRemove: removeSpeaker });
 }
 
-// The hand queue, first raised first, each with "Invite to speak": its listener's page offers
-// "Join the stage" within about a second. Read from the API only while hands are raised.
-let handsKey = '';
-let isLoadingHands = false;
-buildHandQueue();
-
-function buildHandQueue() {
-  const section = document.createElement('section');
-  section.className = 'card';
-  section.setAttribute('aria-labelledby', 'hands-heading');
-  const heading = document.createElement('h2');
-  heading.id = 'hands-heading';
-  heading.textContent = 'Raised hands';
-  const list = document.createElement('ol');
-  list.id = 'hand-queue';
-  list.className = 'stage hand-queue';
-  list.setAttribute('aria-live', 'polite');
-  const message = document.createElement('div');
-  message.id = 'hand-message';
-  message.className = 'notice';
-  message.setAttribute('role', 'alert');
-  message.hidden = true;
-  section.append(heading, list, message);
-  $('stage').closest('section').after(section);
-  showHands([]);
-  return list;
-}
-
-function raisedAgo(iso) {
-  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-  if (!Number.isFinite(seconds)) return '';
-  return seconds < 60 ? `raised ${seconds} s ago` : `raised ${Math.round(seconds / 60)} min ago`;
-}
-
-function handItem(hand, index) {
-  const item = document.createElement('li');
-  item.className = 'member hand-item';
-  item.dataset.hand = hand.hand;
-  const avatar = document.createElement('span');
-  avatar.className = 'avatar hand-avatar';
-  avatar.setAttribute('aria-hidden', 'true');
-  avatar.textContent = '✋';
-  const text = document.createElement('span');
-  text.className = 'member-text';
-  const name = document.createElement('span');
-  name.className = 'member-name';
-  name.textContent = `Listener ${hand.hand.slice(0, 4)}`;
-  const line = document.createElement('span');
-  line.className = 'member-role';
-  line.textContent = [`#${index + 1}`, raisedAgo(hand.raised_at)].filter(Boolean).join(' · ');
-  text.append(name, line);
-  const button = document.createElement('button');
-  button.type = 'button';
-  button.className = 'btn btn-small btn-primary';
-  button.textContent = hand.invited ? 'Invited' : 'Invite to speak';
-  button.disabled = Boolean(hand.invited);
-  button.setAttribute('aria-label', `Invite listener ${hand.hand.slice(0, 4)} to speak`);
-  button.addEventListener('click', () => inviteHand(hand, button));
-  item.append(avatar, text, button);
-  return item;
-}
-
-function showHands(hands) {
-  const key = JSON.stringify(hands.map((hand) => [hand.hand, hand.invited]));
-  if (key === handsKey && hands.length) return;
-  handsKey = key;
-  const list = document.getElementById('hand-queue');
-  if (!hands.length) {
-    const empty = document.createElement('li');
-    empty.className = 'stage-empty';
-    empty.textContent = 'No hands raised.';
-    list.replaceChildren(empty);
-    return;
-  }
-  list.replaceChildren(...hands.map(handItem));
-}
-
-async function loadHands(raised) {
-  if (!isAuthorized || isLoadingHands || (!raised && handsKey === '[]')) return;
-  isLoadingHands = true;
-  try {
-    const body = await api(`${urls.api}/hands`, { token });
-    showHands(Array.isArray(body.hands) ? body.hands : []);
-  } catch (error) {
-    say($('hand-message'), describeError(error));
-  } finally {
-    isLoadingHands = false;
-  }
-}
-
-async function inviteHand(hand, button) {
-  button.disabled = true;
-  say($('hand-message'), '');
-  try {
-    await api(`${urls.api}/hands/${encodeURIComponent(hand.hand)}/invite`, { method: 'POST', token });
-    button.textContent = 'Invited';
-  } catch (error) {
-    say($('hand-message'), describeError(error));
-    button.disabled = false;
-  }
-}
+// The hand queue, first raised first, each with "Invite to speak" (shared with a co-host's page)
+const handQueue = new HandQueue({ spaceId, token, after: $('stage').closest('section'), isEnabled: () => isAuthorized });
 
 function onState(state) {
   lastStage = Array.isArray(state.stage) ? state.stage : [];
-  loadHands(Number(state.hands) || 0);
+  handQueue.update(Number(state.hands) || 0);
+  handQueue.setOpen(state.status !== 'ended');
   if (!space || state.status !== space.status) {
     // a cached state.json can lag one second behind an action taken here; never go back
     const order = ['scheduled', 'live', 'ended'];
@@ -307,3 +226,9 @@ wireCopyButton($('copy-speaker-link'), $('speaker-link'));
 const watcher = watchState(spaceId, { onState, onError: () => {}, intervalMs: STATE_POLL_MS });
 loadSpace();
 mountModerationPanel({ spaceId, token }); // mute, lock, remove, block; the moderation log
+mountClipButton({
+  spaceId,
+  after: $('open-listen').closest('.actions'),
+  getToken: () => (isAuthorized ? token : null),
+  isAvailable: () => Boolean(space) && space.status !== 'scheduled',
+});

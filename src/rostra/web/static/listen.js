@@ -2,6 +2,7 @@
 // on stage, the counts, reactions and the raised hand, and plain stream links for other players.
 // Playing live keeps the listener counted: a ticket on play, heartbeats while the audio plays.
 import { CaptionsView } from './captions.js';
+import { mountClipButton } from './clip-button.js';
 import { renderCounts } from './count-view.js';
 import { Countdown, firstJoinDelayMs } from './countdown.js';
 import { Heartbeat } from './heartbeat.js';
@@ -229,7 +230,10 @@ function secondsUntilFirstSegments() {
 
 function startLive() {
   setButton('loading');
-  keeper.obtain().catch(() => {}); // join now; the heartbeats retry with backoff if this failed
+  // join now; the heartbeats retry with backoff if this failed (a blocked device is told why)
+  keeper.obtain().catch((error) => {
+    if (error && error.slug === 'device-blocked') say(error.detail, 'error');
+  });
   clearTimeout(startTimer);
   const waitS = secondsUntilFirstSegments();
   if (waitS > 0) startTimer = setTimeout(() => player.load(urls.hls, 'live'), waitS * 1000);
@@ -349,5 +353,12 @@ window.addEventListener('pagehide', leave);
 document.addEventListener('visibilitychange', onVisibilityChange);
 
 const watcher = watchState(spaceId, { onState, onError: onStateError });
+// "Clip the last 30 s" for a listener with a ticket, live or after the end
+mountClipButton({
+  spaceId,
+  after: $('download-row'),
+  getToken: () => keeper.current && keeper.current.ticket,
+  isAvailable: () => Boolean(state) && state.status !== 'scheduled',
+});
 // when the live program ends, hls.js sees the end of the playlist: fetch the new status at once
 audio.addEventListener('ended', () => watcher.refresh({ fresh: true }));

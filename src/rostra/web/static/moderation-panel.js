@@ -29,8 +29,10 @@ function button(label, className, onClick, ariaLabel = '') {
 }
 
 class ModerationPanel {
-  constructor({ spaceId, token }) {
+  constructor({ spaceId, token, actorRole = 'host' }) {
     this.base = spaceUrls(spaceId).api;
+    // a co-host acts on speakers only (may_act_on): the host and co-hosts are not listed for them
+    this.mayActOn = actorRole === 'cohost' ? (m) => m.role === 'speaker' : (m) => m.role !== 'host';
     this.token = token;
     this.stageKey = '';
     this.build();
@@ -43,6 +45,7 @@ class ModerationPanel {
     const heading = element('h2', '', 'Moderation');
     heading.id = 'moderation-heading';
     const tools = element('div', 'moderation-tools');
+    this.tools = tools;
     tools.append(
       button('Mute all speakers', 'btn-secondary', (node) => this.muteAll(true, node)),
       button('Unmute all', 'btn-secondary', (node) => this.muteAll(false, node)),
@@ -70,7 +73,8 @@ class ModerationPanel {
   }
 
   render(state) {
-    const stage = (Array.isArray(state.stage) ? state.stage : []).filter((m) => m.role !== 'host');
+    this.tools.hidden = state.status === 'ended'; // nobody left to mute
+    const stage = (Array.isArray(state.stage) ? state.stage : []).filter(this.mayActOn);
     const key = JSON.stringify(stage);
     if (key === this.stageKey) return;
     this.stageKey = key;
@@ -160,7 +164,8 @@ class ModerationPanel {
   }
 }
 
-// One call from the host page: the panel builds itself after the "On stage" card.
-export function mountModerationPanel({ spaceId, token }) {
-  return token ? new ModerationPanel({ spaceId, token }) : null;
+// One call from the host page (or a co-host's speak page, `actorRole: 'cohost'`): the panel builds
+// itself after the "On stage" card.
+export function mountModerationPanel({ spaceId, token, actorRole = 'host' }) {
+  return token ? new ModerationPanel({ spaceId, token, actorRole }) : null;
 }

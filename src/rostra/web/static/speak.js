@@ -2,6 +2,8 @@
 // microphone; they hear the other speakers and can mute or leave. A studio invite (the link ends
 // in #studio) starts with studio mode checked; the speaker chooses before joining.
 import { api, describeError } from './api.js';
+import { HandQueue } from './hand-queue.js';
+import { mountModerationPanel } from './moderation-panel.js';
 import { queryParam, spaceIdFromPath, spaceUrls } from './space-url.js';
 import { StagePanel, panelElements } from './stage-panel.js';
 import { formatWhen, renderStage, renderStatus } from './stage-view.js';
@@ -18,6 +20,19 @@ const STUDIO_FRAGMENT = '#studio';
 
 let stageKey = '';
 let status = '';
+
+// A co-host's invite (its token says `rol: cohost`) opens this page too: the co-host speaks here
+// and runs the stage with the host (the hand queue, the moderation panel). The claim only chooses
+// what the page shows; the server checks the signed token on every call.
+function roleOf(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(part)).rol === 'cohost' ? 'cohost' : 'speaker';
+  } catch {
+    return 'speaker';
+  }
+}
+const isCohost = Boolean(invite) && roleOf(invite) === 'cohost';
 // state.json is polled this often: a mute by the host shows here within about 2 s
 const STATE_POLL_MS = 1500;
 
@@ -58,13 +73,15 @@ const STATUS_TEXTS = {
   ended: 'This space has ended. Thank you!',
 };
 
+const COHOST_TEXT = 'You are a co-host: you run the stage with the host (raised hands and moderation, below).';
+
 function renderJoinable() {
   $('join').disabled = status === 'ended' || !invite;
 }
 
 function onState(state) {
   status = state.status;
-  document.title = `Speak: ${state.title} · Rostra`;
+  document.title = `${isCohost ? 'Co-host' : 'Speak'}: ${state.title} · Rostra`;
   $('title').textContent = state.title;
   renderStatus($('status'), state.status);
   const when = {
@@ -73,7 +90,8 @@ function onState(state) {
     ended: state.ended_at ? `Ended ${formatWhen(state.ended_at)}` : 'Ended',
   };
   $('when').textContent = when[state.status] || '';
-  $('status-text').textContent = panel.session ? '' : STATUS_TEXTS[state.status] || '';
+  const cohostNote = isCohost && state.status !== 'ended' ? `${COHOST_TEXT} ` : '';
+  $('status-text').textContent = panel.session ? '' : `${cohostNote}${STATUS_TEXTS[state.status] || ''}`;
   const key = JSON.stringify([state.stage, panel.sessionId]);
   if (key !== stageKey) {
     stageKey = key;
@@ -82,6 +100,10 @@ function onState(state) {
   panel.observe(state);
   renderHostMute(state.stage);
   renderJoinable();
+  if (handQueue) {
+    handQueue.update(Number(state.hands) || 0);
+    handQueue.setOpen(state.status !== 'ended');
+  }
 }
 
 // "Muted by the host": the host or a co-host took this voice out of the program; the speaker may
@@ -155,6 +177,11 @@ $('listen-link').href = spaceUrls(spaceId).listen;
 
 if (!invite) {
   panel.say('This link has no invite in it. Ask the host for the full speaker link.', { kind: 'error' });
+}
+const handQueue = isCohost ? new HandQueue({ spaceId, token: invite, after: $('stage').closest('section') }) : null;
+if (isCohost) {
+  $('header-note').textContent = 'You are a co-host · keep this link private';
+  mountModerationPanel({ spaceId, token: invite, actorRole: 'cohost' }); // speakers only
 }
 const watcher = watchState(spaceId, { onState, onError: onStateError, intervalMs: STATE_POLL_MS });
 renderJoinable();
