@@ -281,9 +281,11 @@ def write_results(name: str, figures: dict[str, Any], *, started_at: datetime) -
     """bench/results/NAME.json: the figures, the machine, and the command that made them."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
+    script = Path(sys.argv[0]).name if sys.argv[0].endswith(".py") else f"{name}.py"
     document = {
         "benchmark": name,
-        "command": shlex.join([".venv/bin/python", f"bench/{name}.py", *sys.argv[1:]]),
+        # the script that ran (several write more than one results file)
+        "command": shlex.join([".venv/bin/python", f"bench/{script}", *sys.argv[1:]]),
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
