@@ -74,6 +74,12 @@ def _tree_cpu_s(pid: int) -> tuple[float, list[str]]:
     return sum(s["cpu_s"] for s in samples), [s["command"][:80] for s in samples]
 
 
+def _trees_cpu_s(pids: tuple[int, ...]) -> tuple[float, list[str]]:
+    """Several servers' process trees together (an edge and the origin behind it)."""
+    trees = [_tree_cpu_s(pid) for pid in pids]
+    return sum(cpu for cpu, _ in trees), [command for _, commands in trees for command in commands]
+
+
 def _spawn(kind: str, url: str, count: int, ready_s: float) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, str(LOAD_SCRIPT), kind, url, str(count), str(ready_s)],
@@ -94,12 +100,14 @@ def measure_load(
     url: str,
     listeners: int,
     window_s: float,
-    pid: int,
+    pid: int | tuple[int, ...],
     *,
     idle: LoadWindow | None = None,
 ) -> LoadWindow:
     """`listeners` of `kind` ("progressive" or "hls") on `url` while server `pid`'s process
-    tree is measured for `window_s`; with no listener, the baseline window."""
+    tree (or the trees of several PIDs, summed) is measured for `window_s`; with no listener,
+    the baseline window."""
+    pids = pid if isinstance(pid, tuple) else (pid,)
     count = -(-listeners // LISTENERS_PER_PROCESS) if listeners else 0
     count = min(count, MAX_CLIENT_PROCESSES)
     shares = [listeners // count + (i < listeners % count) for i in range(count)] if count else []
@@ -115,10 +123,10 @@ def measure_load(
         time.sleep(SETTLE_S if clients else 0.0)
         for client in clients:
             _send(client, "go")
-        cpu_start, processes = _tree_cpu_s(pid)
+        cpu_start, processes = _trees_cpu_s(pids)
         started = time.monotonic()
         time.sleep(window_s)
-        cpu_end, _ = _tree_cpu_s(pid)
+        cpu_end, _ = _trees_cpu_s(pids)
         wall_s = time.monotonic() - started
         for client in clients:
             _send(client, "stop")

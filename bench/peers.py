@@ -2,11 +2,17 @@
 its default burst and with burst 0) and nginx-rtmp HLS with 1 s fragments, fed by ffmpeg from the
 same PCM a Rostra speaker bot sends over WHIP, heard by the same probes.
 
-Per path: listener latency p50/p95 (marks, as bench/latency.py sends them), PESQ-WB of a speech
-clip at the listener, server CPU per 1,000 listeners and bytes per listener-hour (N listeners in
-separate processes, each server in its own window).
+Rostra's paths: progressive Ogg/Opus and ADTS straight from the origin, LL-HLS straight from the
+origin and through `rostra edge` (nginx, Varnish: bench/peer_paths.py), and plain players on an
+Icecast relay of the master Icecast that Rostra feeds (`rostra serve --icecast`).
 
-Run from the repository root:  .venv/bin/python bench/peers.py [--listeners 1000] [--quick]
+Per path: listener latency p50/p95 (marks, as bench/latency.py sends them; every HLS path played
+by the same hls.js in Chromium with the listener page's config, bench/hls_player.py), stalls
+while the marks play, PESQ-WB of a speech clip at the listener, server CPU per 1,000 listeners
+and bytes per listener-hour (N listeners in separate processes, each server in its own window).
+
+Run from the repository root:
+    .venv/bin/python bench/peers.py [--listeners 1000] [--engines nginx,varnish] [--quick]
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,9 +47,11 @@ from harness import (
     wait_for_segments,
     write_results,
 )
-from hls_player import HlsPlayer
+from hls_player import Heard, HlsPlayer
+from latency import STALL_WINDOW_AFTER_LAST_MARK_S, _hls_figures
 from marks import SAMPLE_RATE_HZ, Mark, MarkTrain, OnsetDetector, mark_train, match_marks
 from peer_cpu import LoadWindow, measure_load
+from peer_paths import ENGINES, running_edges, running_master, running_relay, space_mounts, through
 from progressive import ProgressiveListener
 from rostra.media.codecs import AAC_BITRATE_BPS, OPUS_BITRATE_BPS
 from speech import SENTENCES_A, synthesize
@@ -60,6 +69,9 @@ PROBE_START_TIMEOUT_S = 20.0
 BURST_WINDOW_S = 0.5
 SPEAKER_TIMEOUT_S = 60.0
 SPEAKER_SCRIPT = Path(__file__).resolve().parent / "peer_speaker.py"
+STALL_GAP_S = 0.5  # a progressive stall: no byte for longer than this while the marks play
+# the HLS paths ffmpeg also captures for PESQ (through the edge, the same bytes as direct)
+CAPTURED_HLS = ("rostra_ll_hls", "nginx_rtmp_hls_1s")
 
 
 class ProgressiveProbe:
@@ -74,6 +86,7 @@ class ProgressiveProbe:
         self._next_play_at = 0.0
         self.last_audio_at = 0.0
         self.burst_samples = 0
+        self.gaps: list[tuple[float, float]] = []  # (arrival that ended it, its length in s)
         self.listener = ProgressiveListener(url, on_chunk=self._on_chunk, max_s=budget_s)
 
     def _on_chunk(self, pcm: np.ndarray, arrived_at: float) -> None:
@@ -82,6 +95,8 @@ class ProgressiveProbe:
         self.played.feed(pcm, play_at)
         self._next_play_at = play_at + pcm.size / SAMPLE_RATE_HZ
         self.chunks.append(pcm)
+        if self.last_audio_at and arrived_at - self.last_audio_at > STALL_GAP_S:
+            self.gaps.append((arrived_at, arrived_at - self.last_audio_at))
         self.last_audio_at = arrived_at
         first = self.listener.first_audio_at
         if first is None or arrived_at <= first + BURST_WINDOW_S:
@@ -97,6 +112,14 @@ class ProgressiveProbe:
         if first is None or self.last_audio_at <= first:
             return None
         return round(8 * self.listener.bytes_read / (self.last_audio_at - first))
+
+    def stalls(self, sent: list[Mark]) -> dict[str, Any]:
+        """Gaps in arrival longer than STALL_GAP_S while the marks played (as HLS counts them)."""
+        if not sent:
+            return {"stalls": None, "longest_gap_s": None}
+        first, last = sent[0].at, sent[-1].at + STALL_WINDOW_AFTER_LAST_MARK_S
+        gaps = [length for at, length in self.gaps if first <= at <= last]
+        return {"stalls": len(gaps), "longest_gap_s": round(max(gaps, default=0.0), 3)}
 
     def received(self) -> np.ndarray:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
@@ -120,21 +143,99 @@ def latency_figures(sent: list[Mark], heard: list[Mark]) -> dict[str, Any]:
     }
 
 
-def hls_latency(sent: list[Mark], player: HlsPlayer, heard: list[Any]) -> dict[str, Any]:
-    pooled: list[float] = []
-    stalls = 0
-    for page in heard:
-        marks = [Mark(at=m["played_ms"] / 1000, tone=int(m["tone"])) for m in page.marks]
-        pooled += match_marks(sent, marks).latencies_s
-        stalls += len(page.stalls_at)
+def hls_latency(sent: list[Mark], player: HlsPlayer, heard: list[Heard]) -> dict[str, Any]:
+    """bench/latency.py's figures for the pages, pooled: marks as played, waiting events."""
+    figures = _hls_figures(sent, heard, player)
+    played = figures["played"]
     return {
-        "latency_s": percentiles(pooled),
-        "marks_matched": len(pooled),
-        "marks_sent": len(sent) * len(heard),
-        "stalls": stalls,
-        "player_errors": [e for page in heard for e in page.errors][:10],
-        "hls_js": player.info.get("hls_version"),
+        "latency_s": played["latency_s"],
+        "marks_matched": played["marks_matched"],
+        "marks_sent": played["marks_expected"],
+        "stalls": figures["stalls_while_marks_played"],
+        "stalls_total": sum(page["stalls_total"] for page in figures["players"]),
+        "renditions": [page["rendition"] for page in figures["players"]],
+        "player_errors": [e for page in figures["players"] for e in page["player_errors"]][:10],
+        "hls_js": figures["hls_js_version"],
     }
+
+
+# what each hls.js page fetched for the stream (not the page, hls.js or its config), from the
+# page's Resource Timing entries: same-origin, so transferSize holds headers and body
+PAGE_TRAFFIC_JS = """() => {
+  const media = performance.getEntriesByType('resource').filter(
+    (e) => e.name.startsWith('http') && !e.name.includes('/static/')
+      && !e.name.includes('/__bench/'));
+  if (!media.length) return null;
+  return {
+    requests: media.length,
+    bytes: media.reduce((sum, e) => sum + e.transferSize, 0),
+    span_s: (performance.now() - media[0].startTime) / 1000,
+  };
+}"""
+RESOURCE_BUFFER_JS = "() => performance.setResourceTimingBufferSize(1000000)"
+
+
+async def page_traffic(player: HlsPlayer) -> dict[str, Any]:
+    """Requests per second and bytes per listener-hour as the hls.js pages fetched them (LL-HLS:
+    blocking playlist reloads and parts), beside the legacy pollers of the load window."""
+    pages = [await page.evaluate(PAGE_TRAFFIC_JS) for page in player._pages]
+    pages = [p for p in pages if p and p["span_s"] > 0]
+    if not pages:
+        return {}
+    span = sum(p["span_s"] for p in pages)
+    return {
+        "requests_per_s": round(sum(p["requests"] for p in pages) / span, 2),
+        "bytes_per_listener_hour": round(sum(p["bytes"] for p in pages) / span * 3600),
+    }
+
+
+@dataclass(slots=True)
+class Paths:
+    """Every path's URL: progressive probes, hls.js pages (base URL, index playlist) and the
+    load windows (kind, URL, server PIDs whose process trees are measured)."""
+
+    progressive: dict[str, str]
+    hls: dict[str, tuple[str, str]]
+    load: dict[str, tuple[str, str, int | tuple[int, ...]]]
+
+
+def plan_paths(
+    space: dict[str, Any],
+    server: Any,
+    edges: dict[str, Any],
+    relay: Any,
+    peer: tuple[peer_servers.Icecast, peer_servers.NginxRtmp],
+    rostra_media: str,
+) -> Paths:
+    icecast, nginx = peer
+    origin = server.process.pid
+    aac_mount, opus_mount = space_mounts(space)
+    progressive = {
+        "rostra_opus_stream": space["opus_stream_url"],
+        "rostra_adts_stream": space["stream_url"],
+        "rostra_icecast_relay_aac": relay.url + aac_mount,
+        "rostra_icecast_relay_opus": relay.url + opus_mount,
+        **{name: icecast.url + mount for name, (mount, _) in peer_servers.ICECAST_MOUNTS.items()},
+    }
+    hls = {"rostra_ll_hls": (_origin_of(space["hls_url"]), space["hls_url"])}
+    load: dict[str, tuple[str, str, int | tuple[int, ...]]] = {
+        "rostra_opus_stream": ("progressive", space["opus_stream_url"], origin),
+        "rostra_adts_stream": ("progressive", space["stream_url"], origin),
+        "rostra_ll_hls": ("hls", rostra_media, origin),
+    }
+    for engine, edge in edges.items():
+        hls[f"rostra_ll_hls_edge_{engine}"] = (edge.url, through(space["hls_url"], server, edge))
+        load[f"rostra_ll_hls_edge_{engine}"] = (
+            "hls",
+            through(rostra_media, server, edge),
+            (edge.process.pid, origin),
+        )
+    load["rostra_icecast_relay_aac"] = ("progressive", relay.url + aac_mount, relay.process.pid)
+    for name, (mount, _) in peer_servers.ICECAST_MOUNTS.items():
+        load[name] = ("progressive", icecast.url + mount, icecast.pid)
+    hls["nginx_rtmp_hls_1s"] = (nginx.http_url, nginx.hls_url)
+    load["nginx_rtmp_hls_1s"] = ("hls", nginx.hls_url, nginx.pid)
+    return Paths(progressive=progressive, hls=hls, load=load)
 
 
 @contextlib.contextmanager
@@ -150,13 +251,18 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     speech = synthesize(SENTENCES_A, voice="en")
     clip = Clip((("speech", speech),))
     train = mark_train(args.marks, lead_s=LEAD_S, seed=args.seed)
-    windows = 6 * (args.window_s + 16) + 3 * args.idle_s + 60
+    # the source plays on through every load window (one per path, one idle per server)
+    load_windows, idle_windows = 9 + len(args.engines), 4 + len(args.engines)
+    windows = load_windows * (args.window_s + 16) + idle_windows * (args.idle_s + 10) + 60
     pcm = source_pcm(train, speech, windows)
     listen_s = (train.pcm.size + speech.size) / SAMPLE_RATE_HZ + 2 * GAP_S + TAIL_S
+    clients = args.listeners + 200
     with (
-        running_server() as server,
-        peers(args.listeners + 200) as (icecast, nginx),
+        running_master(clients) as chain,
+        running_server(chain.server_env()) as server,
+        peers(clients) as (icecast, nginx),
         tempfile.TemporaryDirectory(prefix="rostra-peers-") as folder,
+        running_edges(server, args.engines, Path(folder) / "edges") as edges,
     ):
         space = create_space(server, "Peers bench")
         # the speech clip until released: the peers' mounts and playlist exist, in steady state
@@ -183,12 +289,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
         try:
             rostra_media = await media_playlist(space["hls_url"])
-            heard = await listen(
-                args, space, (icecast, nginx), listen_s, Path(folder), start_source
-            )
-            load = await asyncio.to_thread(
-                measure_all_load, args, server, space, icecast, nginx, rostra_media
-            )
+            async with running_relay(chain, space) as relay:
+                paths = plan_paths(space, server, edges, relay, (icecast, nginx), rostra_media)
+                heard = await listen(args, paths, nginx, listen_s, Path(folder), start_source)
+                load = await asyncio.to_thread(measure_all_load, args, paths)
         finally:
             for speaker in speakers:
                 await stop_speaker(speaker)
@@ -202,7 +306,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "feeder_errors": feeder_error or feeder.error,
         "rostra_speaker": spoken,
         "peer_feeder_chunks": len(feeder.written_at),
-        "versions": {"icecast": icecast.version, "nginx": _nginx_version()},
+        "versions": {
+            "icecast": icecast.version,
+            "nginx": _nginx_version(),
+            "varnish": _varnish_version() if "varnish" in args.engines else None,
+        },
         "settings": settings(args),
         "definitions": DEFINITIONS,
     }
@@ -247,42 +355,48 @@ async def wait_for_probes(probes: dict[str, ProgressiveProbe]) -> None:
 
 async def listen(
     args: argparse.Namespace,
-    space: dict[str, Any],
-    peer: tuple[peer_servers.Icecast, peer_servers.NginxRtmp],
+    paths: Paths,
+    nginx: peer_servers.NginxRtmp,
     listen_s: float,
     folder: Path,
     start_source: Callable[[], Awaitable[None]],
 ) -> dict[str, Any]:
     """Every probe joins first, then the source starts: progressive probes, hls.js in Chromium
-    on both HLS servers, and ffmpeg capturing both HLS for PESQ, all on the same marks."""
-    icecast, nginx = peer
-    urls = {
-        "rostra_opus_stream": space["opus_stream_url"],
-        "rostra_adts_stream": space["stream_url"],
-        **{name: icecast.url + mount for name, (mount, _) in peer_servers.ICECAST_MOUNTS.items()},
+    on every HLS path, and ffmpeg capturing the direct HLS paths for PESQ, all on the same
+    marks."""
+    probes = {
+        name: ProgressiveProbe(url, listen_s + 120) for name, url in paths.progressive.items()
     }
-    probes = {name: ProgressiveProbe(url, listen_s + 120) for name, url in urls.items()}
     for probe in probes.values():
         probe.listener.start()
     await wait_for_segments(nginx.hls_url)
     players = {
-        "rostra_ll_hls": HlsPlayer(_origin_of(space["hls_url"]), players=args.hls_players),
-        "nginx_rtmp_hls_1s": HlsPlayer(nginx.http_url, players=args.hls_players),
+        name: HlsPlayer(base_url, players=args.hls_players)
+        for name, (base_url, _) in paths.hls.items()
     }
-    hls_urls = {"rostra_ll_hls": space["hls_url"], "nginx_rtmp_hls_1s": nginx.hls_url}
+    hls_urls = {name: url for name, (_, url) in paths.hls.items()}
     captures = {}
+    failed: dict[str, str] = {}
     try:
-        for name, player in players.items():
-            await player.start(hls_urls[name])
-            await player.wait_playing(HLS_START_TIMEOUT_S)
+        for name, player in list(players.items()):
+            try:
+                await player.start(hls_urls[name])
+                for page in player._pages:
+                    await page.evaluate(RESOURCE_BUFFER_JS)
+                await player.wait_playing(HLS_START_TIMEOUT_S)
+            except Exception as error:  # noqa: BLE001 (a path that does not play is a result)
+                failed[name] = f"{type(error).__name__}: {str(error)[:300]}"
+                print(f"  {name} did not play: {failed[name]}", flush=True)
+                await players.pop(name).close()
         await wait_for_probes(probes)
-        for name, url in hls_urls.items():
-            out = folder / f"{name}.wav"
+        for name in CAPTURED_HLS:
+            url, out = hls_urls[name], folder / f"{name}.wav"
             captures[name] = (audio_check.capture(url, listen_s + HLS_CAPTURE_MARGIN_S, out), out)
         await start_source()
         print(f"  every probe listening; marks and speech for {listen_s:.0f} s …", flush=True)
         await asyncio.sleep(listen_s)
         heard = {name: (player, await player.heard()) for name, player in players.items()}
+        traffic = {name: await page_traffic(player) for name, player in players.items()}
     finally:
         for player in players.values():
             await player.close()
@@ -296,7 +410,13 @@ async def listen(
             process.kill()
             process.communicate()
         recorded[name] = audio_check.decode(out) if out.is_file() else np.zeros(0, np.float32)
-    return {"probes": probes, "players": heard, "recorded": recorded}
+    return {
+        "probes": probes,
+        "players": heard,
+        "traffic": traffic,
+        "recorded": recorded,
+        "did_not_play": failed,
+    }
 
 
 def summarize_listening(
@@ -320,6 +440,7 @@ def summarize_listening(
         paths[name] = {
             "latency_arrival": latency_figures(marks, probe.arrival.onsets),
             "latency_played_from_first_byte": latency_figures(marks, probe.played.onsets),
+            **probe.stalls(marks),
             "quality": assess(probe.received(), clip),
             "listener_error": probe.listener.error,
             "probe_bitrate_bps": probe.bitrate_bps(),
@@ -329,37 +450,28 @@ def summarize_listening(
         marks = rostra_sent if name.startswith("rostra") else peer_sent
         paths[name] = {
             "latency_hls_js_played": hls_latency(marks, player, pages),
-            "quality": assess(heard["recorded"][name], clip),
+            "hls_js_traffic": heard["traffic"][name],
         }
+        if name in heard["recorded"]:
+            paths[name]["quality"] = assess(heard["recorded"][name], clip)
+    for name, error in heard["did_not_play"].items():
+        paths[name] = {"latency_hls_js_played": {"did_not_play": error}}
     return paths
 
 
-def measure_all_load(
-    args: argparse.Namespace,
-    server: Any,
-    space: dict[str, Any],
-    icecast: peer_servers.Icecast,
-    nginx: peer_servers.NginxRtmp,
-    rostra_media: str,
-) -> dict[str, LoadWindow]:
-    """Each server's listeners in its own window, one server at a time."""
-    plan = [
-        ("rostra_opus_stream", "progressive", space["opus_stream_url"], server.process.pid),
-        ("rostra_adts_stream", "progressive", space["stream_url"], server.process.pid),
-        ("rostra_ll_hls", "hls", rostra_media, server.process.pid),
-        ("icecast_default_burst_aac", "progressive", icecast.url + "/default.aac", icecast.pid),
-        ("icecast_default_burst_opus", "progressive", icecast.url + "/default.opus", icecast.pid),
-        ("nginx_rtmp_hls_1s", "hls", nginx.hls_url, nginx.pid),
-    ]
+def measure_all_load(args: argparse.Namespace, paths: Paths) -> dict[str, LoadWindow]:
+    """Each server's listeners in its own window, one server at a time; through an edge, the
+    edge's and the origin's processes together."""
     loads: dict[str, LoadWindow] = {}
-    idle: dict[int, Any] = {}
-    for name, kind, url, pid in plan:
-        if pid not in idle:
-            idle[pid] = measure_load(kind, url, 0, args.idle_s, pid)
+    idle: dict[tuple[int, ...], Any] = {}
+    for name, (kind, url, pid) in paths.load.items():
+        pids = pid if isinstance(pid, tuple) else (pid,)
+        if pids not in idle:
+            idle[pids] = measure_load(kind, url, 0, args.idle_s, pids)
         print(
             f"  {args.listeners} {kind} listeners on {name} for {args.window_s:.0f} s …", flush=True
         )
-        loads[name] = measure_load(kind, url, args.listeners, args.window_s, pid, idle=idle[pid])
+        loads[name] = measure_load(kind, url, args.listeners, args.window_s, pids, idle=idle[pids])
         time.sleep(LOAD_SETTLE_S)
     return loads
 
@@ -378,6 +490,11 @@ def _nginx_version() -> str:
     return result.stderr.strip()
 
 
+def _varnish_version() -> str:
+    result = subprocess.run(["varnishd", "-V"], capture_output=True, text=True, check=False)
+    return (result.stderr or result.stdout).strip().splitlines()[0]
+
+
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "listeners": args.listeners,
@@ -385,6 +502,9 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "idle_window_s": args.idle_s,
         "marks": args.marks,
         "hls_players_per_server": args.hls_players,
+        "edge_engines": list(args.engines),
+        "icecast_relay": "Rostra feeds a master Icecast (burst 0); one relay Icecast relays the "
+        "space's two mounts (<relay>, on-demand 0, burst 0): docs/relays.md",
         "icecast_default_burst_bytes": peer_servers.ICECAST_DEFAULT_BURST_BYTES,
         "nginx_rtmp": f"hls_fragment {peer_servers.HLS_FRAGMENT_S}s; hls_playlist_length "
         f"{peer_servers.HLS_PLAYLIST_LENGTH_S}s; worker_processes 1",
@@ -414,6 +534,16 @@ DEFINITIONS = {
     "listeners read, minus the same server's CPU with no listener, per 1,000 listeners",
     "bytes_per_listener_hour": "bytes the listeners received in the window (HLS: headers "
     "included) / N × 3600 / window",
+    "stalls": "hls.js: the <audio> element's 'waiting' events while the marks played (first "
+    "mark to 6 s after the last), all pages; progressive: gaps in arrival longer than 0.5 s in "
+    "the same window",
+    "through_the_edge": "hls.js plays index.m3u8 through `rostra edge` (LL-HLS: blocking "
+    "playlist reloads held at the origin, collapsed by the edge); the load window's CPU is the "
+    "edge's processes plus the origin's",
+    "icecast_relay": "a plain player on the relay Icecast; its load window's CPU is the relay's "
+    "(Rostra's cost stays one source connection per mount to the master: bench/relay.py)",
+    "hls_js_traffic": "what each hls.js page fetched for the stream (playlists, parts, "
+    "segments; headers included), from its Resource Timing entries, per second of listening",
     "hls_pollers": "each fetches the media playlist once per target duration and each new "
     "segment once on a kept-alive connection (a legacy HLS client: no LL-HLS parts)",
 }
@@ -425,27 +555,34 @@ def cell(value: float | None, digits: int = 2) -> str:
 
 def print_table(result: dict[str, Any]) -> None:
     print(
-        f"\n{'path':28} {'arrival p50/p95 s':>18} {'played p50/p95 s':>17} "
-        f"{'burst s':>7} {'cores/1000':>10} {'MB/listener-h':>13} {'PESQ-WB':>8}"
+        f"\n{'path':28} {'played p50/p95 s':>17} {'arrival p50/p95 s':>18} {'stalls':>6} "
+        f"{'cores/1000':>10} {'MB/listener-h':>13} {'PESQ-WB':>8}"
     )
     for name, figures in result["paths"].items():
         arrival = figures.get("latency_arrival", {}).get("latency_s", {})
-        played = (
-            figures.get("latency_played_from_first_byte")
-            or figures.get("latency_hls_js_played")
-            or {}
-        ).get("latency_s", {})
+        hls = figures.get("latency_hls_js_played", {})
+        played = (figures.get("latency_played_from_first_byte") or hls).get("latency_s", {})
+        stalls = figures.get("stalls", hls.get("stalls"))
         load = figures.get("load", {})
-        pesq = figures.get("quality", {}).get("pesq_wb")
+        pesq = (figures.get("quality") or {}).get("pesq_wb")
         megabytes = load.get("bytes_per_listener_hour")
         print(
-            f"{name:28} {cell(arrival.get('p50')) + ' / ' + cell(arrival.get('p95')):>18} "
-            f"{cell(played.get('p50')) + ' / ' + cell(played.get('p95')):>17} "
-            f"{cell(figures.get('connect_burst_s')):>7} "
+            f"{name:28} {cell(played.get('p50')) + ' / ' + cell(played.get('p95')):>17} "
+            f"{cell(arrival.get('p50')) + ' / ' + cell(arrival.get('p95')):>18} "
+            f"{'—' if stalls is None else stalls:>6} "
             f"{cell(load.get('cpu_cores_per_1000_listeners'), 3):>10} "
             f"{cell(megabytes / 1e6 if megabytes else None, 1):>13} {cell(pesq):>8}"
         )
-    print("played: progressive as an ideal player from the first byte; HLS as hls.js played it")
+    for name, figures in result["paths"].items():
+        if traffic := figures.get("hls_js_traffic"):
+            print(
+                f"{name:28} as hls.js fetched it: {traffic['requests_per_s']:.1f} requests/s, "
+                f"{traffic['bytes_per_listener_hour'] / 1e6:.1f} MB per listener-hour"
+            )
+    print(
+        "played: progressive as an ideal player from the first byte; HLS as hls.js played it. "
+        "stalls: hls.js waiting events, progressive gaps > 0.5 s, while the marks played"
+    )
 
 
 def main() -> None:
@@ -457,9 +594,18 @@ def main() -> None:
     parser.add_argument("--hls-players", type=int, default=2, help="hls.js pages per server")
     parser.add_argument("--seed", type=int, default=7, help="seed of the mark intervals")
     parser.add_argument(
+        "--engines",
+        default=",".join(ENGINES),
+        help=f"`rostra edge` engines to play LL-HLS through, comma-separated ({', '.join(ENGINES)})"
+        ", or 'none'",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="8 marks, 100 listeners, short windows"
     )
     args = parser.parse_args()
+    args.engines = tuple(e for e in args.engines.split(",") if e and e != "none")
+    if unknown := set(args.engines) - set(ENGINES):
+        parser.error(f"unknown engines {sorted(unknown)} (known: {ENGINES})")
     if args.quick:
         args.marks, args.listeners, args.window_s, args.idle_s = 8, 100, 6.0, 4.0
         args.hls_players = 1

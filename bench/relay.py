@@ -43,6 +43,7 @@ from harness import (
 )
 from marks import SAMPLE_RATE_HZ, Mark, MarkTrain, mark_train
 from peer_cpu import _tree_cpu_s, measure_load
+from peer_paths import wait_mounts
 from peers import (
     ProgressiveProbe,
     latency_figures,
@@ -50,7 +51,6 @@ from peers import (
     stop_speaker,
     wait_for_probes,
 )
-from rostra.audience.icecast_count import parse_status
 from speech import SENTENCES_A, synthesize
 
 # isort: split
@@ -60,7 +60,6 @@ from tests.icecast_server import IcecastServer, running_icecast
 NAME = "relay"
 LEAD_S = 6.0
 TAIL_S = 6.0
-MOUNTS_TIMEOUT_S = 30.0
 SPEAKER_TIMEOUT_S = 60.0
 COUNT_SETTLE_S = 5.0
 SPEAKER_SCRIPT = Path(__file__).resolve().parent / "peer_speaker.py"
@@ -75,20 +74,6 @@ class IcecastOnlyFeeder(peer_servers.Feeder):
         command = peer_servers.Feeder.command(self)
         assert command[-2] == "flv", command[-RTMP_ARGUMENTS:]
         return command[:-RTMP_ARGUMENTS]
-
-
-async def wait_mounts(url: str, mounts: set[str]) -> None:
-    """Until Icecast at `url` lists every mount (its status is not JSON for a moment at start)."""
-    deadline = time.monotonic() + MOUNTS_TIMEOUT_S
-    async with httpx.AsyncClient(timeout=5) as client:
-        while True:
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                body = (await client.get(url + "/status-json.xsl")).content
-                if mounts <= set(parse_status(body)):
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"mounts {mounts} not on {url}")
-            await asyncio.sleep(0.25)
 
 
 def icecast_sources(icecast: IcecastServer) -> dict[str, int]:
