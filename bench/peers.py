@@ -621,7 +621,8 @@ def main() -> None:
     result["load_average_at_start"] = load_at_start
     result["niceness"] = niceness
     print_table(result)
-    path = write_results(NAME, result, started_at=started_at)
+    # a quick run keeps its own file, so the full run's figures stay where the README reads them
+    path = write_results(f"{NAME}_quick" if args.quick else NAME, result, started_at=started_at)
     print(f"wrote {path}")
 
 
