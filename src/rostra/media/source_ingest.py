@@ -187,6 +187,9 @@ class SourceDecoder:
             self.reason = self._decode()
         except (av.FFmpegError, ValueError, OSError) as error:
             self.reason = f"not {self._demuxer} audio: {type(error).__name__}: {error}"[:200]
+        except Exception as error:  # a decoder bug ends this source: logged, never unnoticed
+            self.reason = f"decoder failed: {type(error).__name__}: {error}"[:200]
+            log.exception("source decoder failed")
         finally:
             self._pipe.close()  # the writer sees the end too
 
