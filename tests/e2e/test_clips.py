@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ import pytest
 
 from rostra.media.record import INIT_NAME, recorded_segments, segment_name
 from tests.conftest import Server, start_server, stop_server
+from tests.media.test_clips import ffprobe_fields
 from tests.whip_client import publish
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -86,17 +85,10 @@ def clip_packets(data: bytes) -> tuple[list[bytes], np.ndarray]:
     return packets, pcm
 
 
-def probe(data: bytes, tmp_path: Path) -> dict[str, Any]:
+def probe(data: bytes, tmp_path: Path) -> dict[str, str]:
     path = tmp_path / "probe.m4a"
     path.write_bytes(data)
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    found = json.loads(out.stdout)
-    return {**found["format"], **found["streams"][0]}
+    return ffprobe_fields(path)
 
 
 def dominant_hz(pcm: np.ndarray) -> float:
@@ -270,6 +262,90 @@ def test_a_ticket_past_three_clips_a_minute_gets_429_with_retry_after(
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     # another listener is not held back by this one
     assert clip(server, space["id"], join(server, space["id"]), body).status_code == 201
+
+
+def test_clip_attacks_get_a_precise_4xx_and_keep_nothing(
+    server: Server, space: dict[str, Any], made: dict[str, Any]
+) -> None:
+    clips_folder = server.data / "spaces" / space["id"] / "clips"
+    kept_before = sorted(p.name for p in clips_folder.iterdir())
+    ticket = join(server, space["id"])
+    headers = {"Authorization": f"Bearer {ticket}", "Content-Type": "application/json"}
+    url = clips_url(server, space["id"])
+    for body, status in (
+        (b"{" + b'"a":' * 1 + b"[" * 5_000 + b"]" * 5_000 + b"}", 400),  # nested too deep
+        (b'{"duration_s": 5, "pad": "' + b"x" * 2_000_000 + b'"}', 413),  # too big
+        (b'{"duration_s": 5\x00}', 400),  # a control character: not JSON
+        (b'{"duration_s": 1e999}', 422),  # infinity
+        (b'{"duration_s": NaN}', 400),
+    ):
+        response = httpx.post(url, content=body, headers=headers, timeout=30)
+        assert response.status_code == status, (body[:30], response.text[:300])
+        assert response.headers["content-type"] == "application/problem+json"
+    # far past the recording: refused at once, whatever the recording's length
+    far = clip(server, space["id"], ticket, {"duration_s": 60, "end_s_ago": 86_400})
+    assert far.status_code == 422, far.text
+    assert "the recording holds at most" in far.json()["detail"]
+    # ids that are not clips, or that climb out of the data folder
+    for path in (
+        "/clips/..%2F..%2Fsigning_secret.m4a",
+        f"/clips/{space['id']}-..%2F..%2F..%2F.m4a",
+        f"/clips/{space['id']}-ABCDEFGHIJKL.m4a",
+        f"/clips/{space['id']}-zzzzzzzzzzzz.m4a",
+        f"/clips/{space['id']}-zzzzzzzzzzzz",
+        "/clips/" + "a" * 10_000,
+    ):
+        response = httpx.get(server.url + path, timeout=10)
+        assert response.status_code == 404, (path[:60], response.text[:300])
+        assert response.headers["content-type"] == "application/problem+json"
+        assert len(response.text) < 1_000
+    # byte ranges: many, huge, reversed, unsatisfiable
+    size = len(httpx.get(made["clip_url"]).content)
+    many = "bytes=" + ",".join(f"{n * 10}-{n * 10 + 1}" for n in range(101))
+    for ranged, status in (
+        (many, 200),  # past 100 ranges: the whole file, once
+        ("bytes=" + ",".join(f"{n * 10}-{n * 10 + 1}" for n in range(50)), 206),
+        ("bytes=0-99999999999", 206),
+        ("bytes=5-1", 400),
+        ("bytes=99999999-", 416),
+        ("pages=0-1", 400),
+    ):
+        response = httpx.get(made["clip_url"], headers={"Range": ranged}, timeout=10)
+        assert response.status_code == status, (ranged[:30], response.status_code)
+        assert len(response.content) <= 2 * size
+    # a flood of one listener's concurrent calls makes no more than its minute allows
+    body = {"duration_s": 5, "end_s_ago": 1}
+
+    async def flood() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            calls = [
+                client.post(url, json=body, headers={"Authorization": f"Bearer {ticket}"})
+                for _ in range(8)
+            ]
+            return sorted(r.status_code for r in await asyncio.gather(*calls))
+
+    assert asyncio.run(flood()) == [201] * 3 + [429] * 5
+    # a listener the host blocked clips no more, whichever worker answers
+    blocked = join(server, space["id"])
+    host = token_of(space["host_url"])
+    response = httpx.post(
+        f"{url.removesuffix('/clips')}/blocks",
+        json={"ticket": blocked},
+        headers={"Authorization": f"Bearer {host}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    # (the other workers learn of it within their revocations' refresh)
+    deadline, made_while_spreading = time.monotonic() + 5, 0
+    while (refused := clip(server, space["id"], blocked, body)).status_code != 403:
+        assert refused.status_code == 201, refused.text
+        assert time.monotonic() < deadline, "a blocked listener still clips"
+        made_while_spreading += 1
+        time.sleep(0.2)
+    assert refused.json()["type"] == PROBLEM_BASE + "ticket-revoked"
+    kept = sorted(p.name for p in clips_folder.iterdir())
+    assert len(kept) == len(kept_before) + 3 + made_while_spreading
+    assert not [name for name in kept if name.endswith(".tmp")]
 
 
 def test_clip_outlives_the_space(

@@ -18,6 +18,7 @@ from rostra.media.clips import Piece, cut, frames_covering, frames_for, window
 from rostra.media.codecs import AAC_FRAME_SAMPLES, FRAMES_PER_SEGMENT
 from rostra.media.encode import AacEncoder
 from rostra.media.hls.packager import HlsPackager
+from rostra.media.record import INIT_NAME, segment_name
 
 RATE_HZ = 48_000
 FRAME_S = AAC_FRAME_SAMPLES / RATE_HZ
@@ -92,7 +93,8 @@ def _packets(path: Path) -> list[bytes]:
         return [bytes(p) for p in container.demux(audio=0) if p.size]
 
 
-def _probe(path: Path) -> dict[str, str]:
+def ffprobe_fields(path: Path) -> dict[str, str]:
+    """ffprobe's format and first stream of the file, in one dict."""
     out = subprocess.run(
         ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(path)],
         check=True,
@@ -109,7 +111,7 @@ def test_clip_copies_the_recorded_frames_unchanged_into_a_valid_m4a(
     directory, frames = recording
     clip = tmp_path / "clip.m4a"
     clip.write_bytes(cut(directory, end_s_ago=1.5, duration_s=5))
-    probe = _probe(clip)
+    probe = ffprobe_fields(clip)
     assert probe["codec_name"] == "aac"
     assert probe["format_name"].startswith("mov,mp4,m4a")
     assert int(probe["sample_rate"]) == RATE_HZ
@@ -146,3 +148,21 @@ def test_clip_reaching_before_the_recording_is_refused_with_what_it_holds(
         cut(directory, end_s_ago=FRAME_S, duration_s=held_s)
     with pytest.raises(ClipNoRecording):
         cut(tmp_path / "empty", end_s_ago=0, duration_s=5)
+
+
+def test_clip_far_past_the_recording_is_refused_before_a_segment_is_read(
+    recording: tuple[Path, list[bytes]], tmp_path: Path
+) -> None:
+    """The refusal counts toward no limit, so it must cost no more than listing the folder: here
+    every segment is junk, and reading any one would fail otherwise."""
+    directory, _ = recording
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / INIT_NAME).write_bytes((directory / INIT_NAME).read_bytes())
+    for number in range(SEGMENTS):
+        (junk / segment_name(number)).write_bytes(b"x" * 4096)
+    held_at_most_s = SEGMENTS * FRAMES_PER_SEGMENT * FRAME_S
+    with pytest.raises(ClipOutsideRecording, match=f"holds at most {held_at_most_s:.3f} s"):
+        cut(junk, end_s_ago=86_400, duration_s=60)
+    with pytest.raises(ClipOutsideRecording, match="holds at most"):
+        cut(junk, end_s_ago=held_at_most_s - 4.9 + 2 * FRAME_S, duration_s=5)

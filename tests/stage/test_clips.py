@@ -10,7 +10,15 @@ import pytest
 
 from rostra.clock import ManualClock
 from rostra.errors import ClipLimitReached, ClipNotFound, ClipOutsideRecording, ClipRateLimited
-from rostra.stage.clips import ClipBook, ClipLimits, ClipRecord, check_limits, clip_space, made_by
+from rostra.stage.clips import (
+    ClipBook,
+    ClipLimits,
+    ClipRecord,
+    _write_whole,
+    check_limits,
+    clip_space,
+    made_by,
+)
 
 SPACE = "abcd1234efgh"
 LIMITS = ClipLimits(per_minute=3, per_hour=20, per_space=200)
@@ -86,3 +94,57 @@ def test_workers_share_the_limit_and_a_refused_cut_keeps_nothing(tmp_path: Path)
     for book_lookup in (workers[0].find, workers[0].file):
         with pytest.raises(ClipNotFound):
             book_lookup(f"{SPACE}-0123456789ab")
+
+
+def test_a_slow_cut_holds_back_no_other_maker_and_the_limit_still_holds(tmp_path: Path) -> None:
+    clock = ManualClock()
+    slow_book, quick_book = ClipBook(tmp_path, clock, LIMITS), ClipBook(tmp_path, clock, LIMITS)
+    cutting, release = threading.Event(), threading.Event()
+    made: list[ClipRecord] = []
+    refusals: list[ClipRateLimited] = []
+
+    def slow_cut() -> bytes:
+        cutting.set()
+        assert release.wait(timeout=10)
+        return b"slow"
+
+    def make_slow() -> None:
+        try:
+            made.append(
+                slow_book.make(SPACE, who="far", end_s_ago=3600, duration_s=60, cut=slow_cut)
+            )
+        except ClipRateLimited as error:
+            refusals.append(error)
+
+    slow = threading.Thread(target=make_slow)
+    slow.start()
+    assert cutting.wait(timeout=10)
+    quick: list[ClipRecord] = []
+    quick_thread = threading.Thread(
+        target=lambda: quick.append(
+            quick_book.make(SPACE, who="near", end_s_ago=0, duration_s=5, cut=lambda: b"quick")
+        )
+    )
+    quick_thread.start()
+    quick_thread.join(timeout=5)
+    is_quick_done = bool(quick)
+    # the slow maker's other calls fill its minute while it cuts: its own clip is then refused
+    for _ in range(3):
+        quick_book.make(SPACE, who="far", end_s_ago=0, duration_s=5, cut=lambda: b"x")
+    release.set()
+    slow.join(timeout=10)
+    quick_thread.join(timeout=5)
+    assert is_quick_done, "a quick clip waited for another maker's slow cut"
+    assert made == []
+    assert len(refusals) == 1
+    assert len([r for r in quick_book.records(SPACE) if r.made_by == made_by("far")]) == 3
+
+
+def test_a_failed_write_leaves_no_temporary_file_behind(tmp_path: Path) -> None:
+    """Each clip's temporary name is new: one left behind per failure would fill a full disk."""
+    target = tmp_path / "taken.m4a"
+    target.mkdir()
+    (target / "inside").write_bytes(b"")  # a rename over a non-empty folder fails
+    with pytest.raises(OSError, match=r"taken\.m4a"):
+        _write_whole(target, b"m4a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.m4a"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rostra.errors import ClipNoRecording, ClipOutsideRecording
+from rostra.media.codecs import FRAMES_PER_SEGMENT, SEGMENT_DURATION_S
 from rostra.media.record import INIT_NAME, recorded_segments, segment_name
 
 _BOX_HEADER_BYTES = 8
@@ -331,6 +332,15 @@ def cut(directory: Path, *, end_s_ago: float, duration_s: float) -> bytes:
     numbers = recorded_segments(directory)
     if not numbers or not init_path.is_file():
         raise ClipNoRecording("this space has recorded nothing yet")
+    # no segment is longer than SEGMENT_DURATION_S: a clip reaching past what that many could
+    # hold is refused before a header is read (the refusal counts toward no limit, so it must
+    # stay cheap however far back it asks)
+    held_at_most_s = len(numbers) * SEGMENT_DURATION_S
+    if end_s_ago + duration_s > held_at_most_s + SEGMENT_DURATION_S / FRAMES_PER_SEGMENT:
+        raise ClipOutsideRecording(
+            f"the recording holds at most {held_at_most_s:.3f} s; "
+            + _reach(end_s_ago=end_s_ago, duration_s=duration_s)
+        )
     track = read_track(init_path.read_bytes())
     fragments: list[tuple[Path, Fragment]] = []
     frame_durations = 0
@@ -355,8 +365,8 @@ def cut(directory: Path, *, end_s_ago: float, duration_s: float) -> bytes:
     except ValueError as error:
         held_s = frame_durations / track.timescale_hz
         raise ClipOutsideRecording(
-            f"the recording holds {held_s:.3f} s; a clip of {duration_s:g} s ending "
-            f"{end_s_ago:g} s ago would start {end_s_ago + duration_s:g} s ago"
+            f"the recording holds {held_s:.3f} s; "
+            + _reach(end_s_ago=end_s_ago, duration_s=duration_s)
         ) from error
     samples: list[bytes] = []
     durations: list[int] = []
@@ -365,6 +375,13 @@ def cut(directory: Path, *, end_s_ago: float, duration_s: float) -> bytes:
         samples.extend(_read_samples(path, fragment, piece))
         durations.extend(fragment.durations[piece.first : piece.stop])
     return m4a(track, samples, durations)
+
+
+def _reach(*, end_s_ago: float, duration_s: float) -> str:
+    return (
+        f"a clip of {duration_s:g} s ending {end_s_ago:g} s ago "
+        f"would start {end_s_ago + duration_s:g} s ago"
+    )
 
 
 def _read_samples(path: Path, fragment: Fragment, piece: Piece) -> list[bytes]:

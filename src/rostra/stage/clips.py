@@ -114,15 +114,21 @@ class ClipBook:
         cut: Callable[[], bytes],
     ) -> ClipRecord:
         """Check the limits, cut, and keep the clip; `who` is its maker ("host", or a ticket's
-        listener id). A refused or failed cut keeps nothing and counts nothing."""
+        listener id). A refused or failed cut keeps nothing and counts nothing.
+
+        The cut (it may read thousands of segment headers) runs outside the space's lock, so a
+        slow one holds back no other maker; the limits are checked again under the lock before
+        the clip is kept, so concurrent calls still make no more than they allow."""
         folder = self.folder(space_id)
         folder.mkdir(parents=True, exist_ok=True)
         by = made_by(who)
         with _locked(folder / LOCK_NAME):
+            check_limits(self.records(space_id), by, self._clock.now().timestamp(), self.limits)
+        data = cut()
+        with _locked(folder / LOCK_NAME):
             records = self.records(space_id)
             now_s = self._clock.now().timestamp()
             check_limits(records, by, now_s, self.limits)
-            data = cut()
             clip_id = new_clip_id(space_id)
             _write_whole(folder / f"{clip_id}.m4a", data)
             record = ClipRecord(clip_id, space_id, by, now_s, duration_s, end_s_ago, len(data))
@@ -167,8 +173,15 @@ def _locked(path: Path) -> Iterator[None]:
 def _write_whole(path: Path, data: bytes) -> None:
     """Write to a temporary name, fsync, rename over: a reader sees no file or all of it."""
     temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    except OSError:
+        # each clip's temporary name is new: on a full disk, none may stay behind to fill it;
+        # the first error is the one to report
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise

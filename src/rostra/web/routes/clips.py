@@ -16,11 +16,12 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
+from rostra.audience.tickets import VERSION as TICKET_VERSION
 from rostra.clock import iso_utc
 from rostra.errors import CredentialMissing
 from rostra.media.clips import cut
 from rostra.stage.clips import MAX_DURATION_S, MAX_END_S_AGO, MIN_DURATION_S, ClipBook, ClipRecord
-from rostra.web.auth import is_admin
+from rostra.web.auth import require_admin_or_host
 from rostra.web.inputs import bearer, json_body, read_json
 from rostra.web.openapi_errors import problem_responses
 from rostra.web.reads import read_route
@@ -34,7 +35,7 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 CLIP_PAGE_CACHE = "public, max-age=300"
 M4A_TYPE = "audio/mp4"
 # a listener ticket is a signed token of this version; host and invite tokens are JWTs
-_TICKET_PREFIX = "v1."
+_TICKET_PREFIX = f"{TICKET_VERSION}."
 _HOST = "host"
 
 
@@ -67,8 +68,7 @@ def _maker(request: Request, services: Services, space_id: str) -> str:
     if token.startswith(_TICKET_PREFIX):
         ticket = request.app.state.gate.verify(token, space_id)
         return f"listener:{ticket.listener_id}"
-    if not is_admin(services, token):
-        services.invites.require_host(token, space_id)
+    require_admin_or_host(services, request, space_id)
     return _HOST
 
 
