@@ -203,3 +203,15 @@ def make_speech(directory: Path, name: str, text: str, *, voice: str = "en") -> 
             check=True,
         )
     return out
+
+
+CONTROL_SPEECH = "Nobody ever said these words into the space, so nobody should hear them."
+
+
+def speech_and_control(directory: Path, name: str, text: str) -> dict[str, Path]:
+    """`voice`: `text` spoken, for a test to publish; `control`: a sentence nobody publishes, in
+    another accent. What a listener hears must match the first far better than the second."""
+    return {
+        "voice": make_speech(directory, name, text, voice="en-us"),
+        "control": make_speech(directory, "control", CONTROL_SPEECH, voice="en-gb"),
+    }

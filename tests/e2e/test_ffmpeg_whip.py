@@ -24,10 +24,9 @@ from cryptography.x509.oid import NameOID
 
 from rostra.rehearse.speaker import whip_target
 from tests.audio_check import SAMPLE_RATE_HZ, capture, decode, speech_correlation
-from tests.conftest import Server, make_speech, padded, start_server, stop_server
+from tests.conftest import Server, padded, speech_and_control, start_server, stop_server
 
 VOICE = "Broadcast software speaks into the space over WHIP, and every listener hears it."
-CONTROL = "Nobody ever said these words into the space, so nobody should hear them."
 FRAME_SAMPLES = 960  # 20 ms at 48 kHz, libopus's frame
 OPUS_BITRATE_BPS = 64_000
 MIN_CORRELATION = 0.5
@@ -51,11 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("voices")
-    return {
-        "voice": make_speech(directory, "broadcast", VOICE, voice="en-us"),
-        "control": make_speech(directory, "control", CONTROL, voice="en-gb"),
-    }
+    return speech_and_control(tmp_path_factory.mktemp("voices"), "broadcast", VOICE)
 
 
 def p256_identity(folder: Path) -> dict[str, str]:

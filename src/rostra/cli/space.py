@@ -33,15 +33,20 @@ def _server(server: str | None) -> str:
     ).rstrip("/")
 
 
-def _admin_token() -> str:
-    token = os.environ.get("ROSTRA_ADMIN_TOKEN")
-    if token:
-        return token
-    path = Path(os.environ.get("ROSTRA_DATA", "data")) / ADMIN_TOKEN_FILE
+def _data_secret(env_name: str, file_name: str, what: str) -> str:
+    """A secret from its environment variable, else from the data folder's file of it."""
+    value = os.environ.get(env_name)
+    if value:
+        return value
+    path = Path(os.environ.get("ROSTRA_DATA", "data")) / file_name
     if path.is_file():
         return path.read_text().strip()
-    typer.echo(f"no admin token: set ROSTRA_ADMIN_TOKEN or run where {path} exists", err=True)
+    typer.echo(f"no {what}: set {env_name} or run where {path} exists", err=True)
     raise typer.Exit(2)
+
+
+def _admin_token() -> str:
+    return _data_secret("ROSTRA_ADMIN_TOKEN", ADMIN_TOKEN_FILE, "admin token")
 
 
 def _call(method: str, server: str | None, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -103,10 +108,10 @@ def end(space_id: str, server: ServerOption = None) -> None:
 
 
 def upcoming(spaces: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The spaces not started yet that have a start time, soonest first, each with its
-    calendar event's URL (times are ISO 8601 UTC with a Z, so the text sorts as the time)."""
+    """The spaces not started yet that have a start time, soonest first; the server gives
+    each its calendar's `event_url` (times are ISO 8601 UTC with a Z: text sorts as time)."""
     scheduled = [
-        {**space, "event_url": space["state_url"].removesuffix("state.json") + "event.ics"}
+        space
         for space in spaces
         if space.get("status") == "scheduled" and space.get("scheduled_at")
     ]
@@ -220,23 +225,13 @@ def defend(
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def _signing_secret() -> str:
-    secret = os.environ.get("ROSTRA_SIGNING_SECRET")
-    if secret:
-        return secret
-    path = Path(os.environ.get("ROSTRA_DATA", "data")) / SIGNING_SECRET_FILE
-    if path.is_file():
-        return path.read_text().strip()
-    typer.echo(f"no signing secret: set ROSTRA_SIGNING_SECRET or run where {path} exists", err=True)
-    raise typer.Exit(2)
-
-
 @app.command()
 def source(space_id: str, server: ServerOption = None) -> None:
     """Print the Icecast source URL and password for broadcast software (ffmpeg, butt,
     Liquidsoap): it feeds one voice on the stage."""
     whip = urlsplit(str(_call("GET", server, f"/api/v1/spaces/{space_id}")["whip_url"]))
-    password = source_password(_signing_secret(), space_id)
+    secret = _data_secret("ROSTRA_SIGNING_SECRET", SIGNING_SECRET_FILE, "signing secret")
+    password = source_password(secret, space_id)
     port = whip.port or _DEFAULT_PORTS.get(whip.scheme, 80)
     host = f"[{whip.hostname}]" if ":" in (whip.hostname or "") else whip.hostname
     netloc = f"{SOURCE_USER}:{password}@{host}:{port}"

@@ -34,8 +34,15 @@ SOURCE_FORMATS = {
 JITTER_MARGIN_S = 0.3
 JITTER_MARGIN_STEP_S = 0.2
 MAX_JITTER_MARGIN_S = 1.5
-# more than this buffered (a source sending ahead of real time): the oldest frames are dropped
+# played this long without an underrun, the margin narrows by a step (never below where it began)
+# and what stayed buffered beyond it all that time is dropped: a bad minute of network does not
+# add its delay to the rest of the show
+MARGIN_RELAX_S = 30.0
+# at most this much is buffered: a source sending ahead of real time (a file sent as fast as the
+# link goes) waits for room, so it is paced to real time by TCP and no audio is lost; only a
+# voice nobody plays (the mixer stopped) drops its oldest frames after PUSH_WAIT_S
 MAX_BUFFER_S = 3.0
+PUSH_WAIT_S = 0.5
 # bytes the decoder may have waiting: about 4 s of 512 kbit/s
 MAX_PIPE_BYTES = 256 * 1024
 # the highest bitrate a source may use (Opus tops out at 510 kbit/s), and the slack for the probe
@@ -54,6 +61,7 @@ class BytePipe:
     def __init__(self, max_bytes: int = MAX_PIPE_BYTES) -> None:
         self._chunks: collections.deque[bytes] = collections.deque()
         self._pending = 0
+        self._fed = 0
         self._max_bytes = max_bytes
         self._closed = False
         self._ready = threading.Condition()
@@ -62,12 +70,18 @@ class BytePipe:
     def is_full(self) -> bool:
         return self._pending >= self._max_bytes
 
+    @property
+    def read_bytes(self) -> int:
+        """Bytes the decoder has taken so far."""
+        return self._fed - self._pending
+
     def feed(self, data: bytes) -> None:
         with self._ready:
             if self._closed:
                 return
             self._chunks.append(data)
             self._pending += len(data)
+            self._fed += len(data)
             self._ready.notify()
 
     def close(self) -> None:
@@ -104,6 +118,11 @@ class SourceVoice:
         self, *, margin_s: float = JITTER_MARGIN_S, max_buffer_s: float = MAX_BUFFER_S
     ) -> None:
         self._margin_frames = max(1, round(margin_s / FRAME_DURATION_S))
+        self._least_margin_frames = self._margin_frames
+        self._relax_frames = round(MARGIN_RELAX_S / FRAME_DURATION_S)
+        # frames played since the last underrun or relaxation, and the fewest buffered meanwhile
+        self._steady_frames = 0
+        self._least_buffered = 0
         self._margin_step_frames = round(JITTER_MARGIN_STEP_S / FRAME_DURATION_S)
         self._max_margin_frames = max(
             self._margin_frames, round(MAX_JITTER_MARGIN_S / FRAME_DURATION_S)
@@ -114,6 +133,7 @@ class SourceVoice:
         self._is_playing = False
         self._is_ending = False
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
         self.stats = SourceStats()
 
     @property
@@ -129,7 +149,9 @@ class SourceVoice:
         return self.stats.frames_decoded * FRAME_DURATION_S
 
     def push(self, frame: Pcm) -> None:
-        with self._lock:
+        """Add a frame, waiting (bounded) for the mixer to make room: the decoder's pace."""
+        with self._room:
+            self._room.wait_for(self._has_room, timeout=PUSH_WAIT_S)
             if len(self._frames) == self._frames.maxlen:
                 self.stats.frames_dropped += 1  # the deque drops the oldest
             self._frames.append(frame)
@@ -141,6 +163,8 @@ class SourceVoice:
                 if len(self._frames) < self._margin_frames:
                     return None
                 self._is_playing = True
+                self._steady_frames = 0
+                self._least_buffered = len(self._frames)
             if not self._frames:
                 if self._is_ending:
                     return None
@@ -150,13 +174,35 @@ class SourceVoice:
                     self._margin_frames + self._margin_step_frames, self._max_margin_frames
                 )
                 return None
-            return self._frames.popleft()
+            frame = self._frames.popleft()
+            self._room.notify()
+            self._steady_frames += 1
+            self._least_buffered = min(self._least_buffered, len(self._frames))
+            if self._steady_frames >= self._relax_frames and not self._is_ending:
+                self._relax()
+            return frame
+
+    def _relax(self) -> None:
+        """Narrow the margin by a step and drop the standing excess (called holding the lock)."""
+        self._margin_frames = max(
+            self._least_margin_frames, self._margin_frames - self._margin_step_frames
+        )
+        for _ in range(self._least_buffered - self._margin_frames):
+            self._frames.popleft()
+            self.stats.frames_dropped += 1
+        self._steady_frames = 0
+        self._least_buffered = len(self._frames)
 
     def drain(self) -> None:
-        """Play what is buffered down to the last frame (the source has ended)."""
-        with self._lock:
+        """Play what is buffered down to the last frame (the source has ended); a push waits
+        for room no more."""
+        with self._room:
             self._is_playing = True
             self._is_ending = True
+            self._room.notify_all()
+
+    def _has_room(self) -> bool:
+        return len(self._frames) < (self._frames.maxlen or 0) or self._is_ending
 
 
 class SourceDecoder:
@@ -186,7 +232,7 @@ class SourceDecoder:
         try:
             self.reason = self._decode()
         except (av.FFmpegError, ValueError, OSError) as error:
-            self.reason = f"not {self._demuxer} audio: {type(error).__name__}: {error}"[:200]
+            self.reason = f"not audio ({self._demuxer}): {type(error).__name__}: {error}"[:200]
         except Exception as error:  # a decoder bug ends this source: logged, never unnoticed
             self.reason = f"decoder failed: {type(error).__name__}: {error}"[:200]
             log.exception("source decoder failed")
@@ -207,7 +253,7 @@ class SourceDecoder:
                 except av.FFmpegError:
                     bad_packets += 1
                     if bad_packets >= MAX_BAD_PACKETS:
-                        return f"{bad_packets} packets in a row do not decode"
+                        return f"not audio ({self._demuxer}): {bad_packets} packets do not decode"
                     continue
                 bad_packets = 0
                 for frame in frames:
@@ -240,18 +286,25 @@ class SourceFeed:
         if self.decoder.is_done:
             return self.decoder.reason or "decoder ended"
         self.received_bytes += len(data)
-        allowed = NOT_AUDIO_SLACK_BYTES + self.voice.decoded_s * MAX_SOURCE_BYTES_PER_S
-        if self.received_bytes > allowed:
+        # what the decoder has taken, not what was received: a source ahead of real time waits
+        # in the pipe while the voice is full
+        taken = self.pipe.read_bytes
+        if taken > NOT_AUDIO_SLACK_BYTES + self.voice.decoded_s * MAX_SOURCE_BYTES_PER_S:
             return (
-                f"{self.received_bytes} bytes gave {self.voice.decoded_s:.1f} s of audio:"
+                f"{taken} bytes gave {self.voice.decoded_s:.1f} s of audio:"
                 f" not audio, or above {MAX_SOURCE_BYTES_PER_S * 8 // 1000} kbit/s"
             )
         self.pipe.feed(data)
         return None
 
-    def end(self) -> str:
-        """Close the pipe and wait (bounded) for the decoder; why it ended."""
+    def stop(self) -> None:
+        """Close the pipe and let a decoder waiting for room go on at once: the thread ends
+        after the bytes already in the pipe (bounded), without blocking the caller."""
         self.pipe.close()
-        self.decoder.join()
         self.voice.drain()
+
+    def end(self) -> str:
+        """Stop, and wait (bounded) for the decoder; why it ended."""
+        self.stop()
+        self.decoder.join()
         return self.decoder.reason or "decoder still running"

@@ -7,7 +7,9 @@ and the audio after it as a malformed next request. This protocol wraps uvicorn'
 `SOURCE` to `/ingest/` without a length it marks the request chunked and wraps every later read
 in a chunk, so the route reads the audio as an ordinary streamed body. A legacy `SOURCE` without
 `Expect: 100-continue` waits for `HTTP/1.0 200 OK` before it sends audio: it is given that when
-the route starts reading. Every other request passes through unchanged.
+the route starts reading. Every other request passes through unchanged. A connection whose
+first request head is not complete within HEAD_TIMEOUT_S (a slow-headers attack) is closed, with
+a 408 when it had begun one.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ HEAD_END = b"\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 LEGACY_OK = b"HTTP/1.0 200 OK\r\n\r\n"
 LAST_CHUNK = b"0\r\n\r\n"
+# a client sends its request head in one go: uvicorn itself waits for it without a limit
+HEAD_TIMEOUT_S = 10.0
+HEAD_TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
 
 class _Mode(Enum):
@@ -74,13 +79,29 @@ class IcecastFraming(asyncio.Protocol):
         self._mode = _Mode.UNDECIDED
         self._head = b""
         self._transport: _Transport | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = _Transport(cast(asyncio.Transport, transport))
         self._inner.connection_made(cast(asyncio.Transport, self._transport))
+        loop = asyncio.get_running_loop()
+        self._head_timer = loop.call_later(HEAD_TIMEOUT_S, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
         self._inner.connection_lost(exc)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._mode is _Mode.UNDECIDED and self._transport is not None:
+            if self._head:  # an idle connection (a browser's preconnect) is closed quietly
+                self._transport.write(HEAD_TIMED_OUT)
+            self._transport.close()
 
     def pause_writing(self) -> None:
         self._inner.pause_writing()
@@ -110,6 +131,7 @@ class IcecastFraming(asyncio.Protocol):
         end = self._head.find(HEAD_END)
         if end < 0 and len(self._head) <= MAX_HEAD_BYTES:
             return
+        self._stop_head_timer()
         buffered, self._head = self._head, b""
         reframed = _reframe(buffered[:end]) if end >= 0 else None
         if reframed is None:

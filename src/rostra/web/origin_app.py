@@ -93,6 +93,7 @@ def create_whip_app(services: OriginServices) -> FastAPI:
         services.settings, services.clock, AUDIENCE_DATABASE_NAME
     )
     app.include_router(ingest.router)  # Icecast sources, on the same port
+    app.state.source_refusals = ingest.PasswordRefusals()
     app.add_middleware(
         CORSMiddleware,
         allow_origins=["*"],

@@ -13,9 +13,13 @@ import base64
 import binascii
 import contextlib
 import logging
+import math
+import time
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
+from limits import parse
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
@@ -24,6 +28,7 @@ from rostra.errors import (
     SourceAlreadyLive,
     SourceFormatUnsupported,
     SourcePasswordWrong,
+    SourceRateLimited,
     SpaceNotLive,
 )
 from rostra.media.source_ingest import SOURCE_FORMATS, SourceFeed
@@ -32,6 +37,7 @@ from rostra.stage.sources import SOURCE_USER, is_source_password
 from rostra.stage.spaces import SpaceStatus
 from rostra.web import problems
 from rostra.web.origin_services import OriginServices
+from rostra.web.source_limits import BoundedMemoryStorage, Source, source_of
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +49,54 @@ END_OF_STREAM = "end of stream"
 DISCONNECTED = "source disconnected"
 # a source that sends nothing for this long has stalled: its voice leaves the stage
 READ_TIMEOUT_S = 10.0
-# the decoder is behind (the machine is starved): wait this long for it, then end the source
+# the decoder takes nothing for this long (the machine is starved): the source ends. A decoder
+# paced by a full voice (a source ahead of real time) is making progress and is waited for.
 PIPE_WAIT_S = 5.0
 PIPE_POLL_S = 0.01
-# after the last byte the voice plays what it has buffered (at most the jitter margin) first
-DRAIN_WAIT_S = 2.5
+# after the last byte the voice plays what it has buffered (at most MAX_BUFFER_S) first
+DRAIN_WAIT_S = 3.5
 DRAIN_POLL_S = 0.05
+# wrong passwords a client address (or its /24, /48 prefix) may send before it is answered 429:
+# a 144-bit password is not guessed, so this bounds the work and the log lines a flood costs.
+# Each counted refusal is logged, and at most this many a minute over all clients.
+MAX_REFUSALS_PER_ADDRESS = parse("10/minute")
+MAX_REFUSALS_PER_PREFIX = parse("30/minute")
+MAX_REFUSALS_LOGGED = parse("60/minute")
+
+
+class PasswordRefusals:
+    """Wrong source passwords counted per client address and prefix, in memory (one origin
+    process; the storage caps its counters). Only the wrong ones count: a source with the right
+    password is never refused for its neighbours' mistakes."""
+
+    def __init__(self) -> None:
+        self._limiter = SlidingWindowCounterRateLimiter(BoundedMemoryStorage())
+        self.unlogged = 0
+
+    async def refuse(self, client: Source, space_id: str, error: SourcePasswordWrong) -> None:
+        """Count and log one wrong password, raising `error`, or 429 past the limit."""
+        checks = (
+            ("address", client.address, MAX_REFUSALS_PER_ADDRESS),
+            ("prefix", client.prefix, MAX_REFUSALS_PER_PREFIX),
+        )
+        for scope_name, key, item in checks:
+            if not await self._limiter.hit(item, "source-password", scope_name, key):
+                stats = await self._limiter.get_window_stats(
+                    item, "source-password", scope_name, key
+                )
+                wait_s = max(1.0, math.ceil(stats.reset_time - time.time()))
+                raise SourceRateLimited(
+                    f"wrong source passwords from {scope_name} {key} are over {item};"
+                    f" retry in {wait_s:.0f} s",
+                    retry_after_s=wait_s,
+                )
+        if await self._limiter.hit(MAX_REFUSALS_LOGGED, "source-password", "logged"):
+            extra = {"space": space_id[:40], "client": client.address, "unlogged": self.unlogged}
+            log.warning("source password refused", extra=extra)
+            self.unlogged = 0
+        else:
+            self.unlogged += 1
+        raise error
 
 
 def _services(request: Request) -> OriginServices:
@@ -113,12 +161,14 @@ def _check_space(services: OriginServices, space_id: str) -> None:
 async def ingest(space_id: str, request: Request) -> Response:
     """Every answer closes the connection: a source refused or stopped may still be sending, and
     its bytes are not read as another request."""
+    refusals: PasswordRefusals = request.app.state.source_refusals
     try:
-        response = await _ingest(space_id, request)
+        try:
+            response = await _ingest(space_id, request)
+        except SourcePasswordWrong as error:
+            await refusals.refuse(source_of(request.scope), space_id, error)
+            raise
     except SourcePasswordWrong as error:
-        log.warning(
-            "source password refused", extra={"space": space_id[:40], "client": _client(request)}
-        )
         response = problems.from_error(error)
         response.headers["WWW-Authenticate"] = BASIC_CHALLENGE
     except RostraError as error:
@@ -144,12 +194,15 @@ async def _ingest(space_id: str, request: Request) -> Response:
     services.publish(space_id)
     log.info("source connected", extra={"space": space_id, "client": _client(request)})
     reason = "ended"
+    decoder_reason = ""
     try:
         reason = await _pump(request.stream(), feed, stopped)
-    finally:
-        decoder_reason = await asyncio.to_thread(feed.end)
         if reason in (END_OF_STREAM, DISCONNECTED):
-            await _drain(feed)  # the last words are heard; a removed source leaves at once
+            await _play_out(feed, stopped)  # the last words are heard; a removed source is not
+        decoder_reason = await asyncio.to_thread(feed.end)
+    finally:
+        feed.stop()  # cancelled on the way: the decoder thread still ends
+        # the seat and the one source slot are given back whatever happened above
         services.origin.remove_source(space_id, member.id)
         services.publish(space_id)
         log.info(
@@ -157,7 +210,7 @@ async def _ingest(space_id: str, request: Request) -> Response:
             extra={
                 "space": space_id,
                 "reason": reason,
-                "decoder": decoder_reason,
+                "decoder": decoder_reason or feed.decoder.reason,
                 "received_bytes": feed.received_bytes,
                 "decoded_s": round(feed.voice.decoded_s, 2),
                 "dropped_frames": feed.voice.stats.frames_dropped,
@@ -211,15 +264,33 @@ async def _abandon(read: asyncio.Future[bytes]) -> None:
 
 
 async def _wait_for_room(feed: SourceFeed) -> bool:
-    for _ in range(round(PIPE_WAIT_S / PIPE_POLL_S)):
-        if not feed.pipe.is_full:
-            return True
+    """Wait while the pipe is full; False when the decoder took nothing for PIPE_WAIT_S."""
+    polls, taken = 0, feed.pipe.read_bytes
+    while feed.pipe.is_full:
+        if feed.pipe.read_bytes != taken:
+            polls, taken = 0, feed.pipe.read_bytes
+        elif polls >= round(PIPE_WAIT_S / PIPE_POLL_S):
+            return False
+        polls += 1
         await asyncio.sleep(PIPE_POLL_S)
-    return False
+    return True
 
 
-async def _drain(feed: SourceFeed) -> None:
+async def _play_out(feed: SourceFeed, stopped: asyncio.Event) -> None:
+    """The decoder takes what is left in the pipe at the program's pace (a source sent ahead of
+    real time may have seconds there), then the voice plays its buffer out; a stop, or a decoder
+    that makes no progress for PIPE_WAIT_S, cuts it short."""
+    feed.pipe.close()
+    decoded, polls = feed.voice.stats.frames_decoded, 0
+    while not feed.decoder.is_done and not stopped.is_set():
+        if feed.voice.stats.frames_decoded != decoded:
+            decoded, polls = feed.voice.stats.frames_decoded, 0
+        elif polls >= round(PIPE_WAIT_S / DRAIN_POLL_S):
+            break
+        polls += 1
+        await asyncio.sleep(DRAIN_POLL_S)
+    feed.voice.drain()
     for _ in range(round(DRAIN_WAIT_S / DRAIN_POLL_S)):
-        if feed.voice.buffered_frames == 0:
+        if feed.voice.buffered_frames == 0 or stopped.is_set():
             return
         await asyncio.sleep(DRAIN_POLL_S)
