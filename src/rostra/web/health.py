@@ -1,8 +1,9 @@
 """What /healthz means on a listener worker: the origin process answers, every live space made a
 segment within the last 3 s and reports no problem, and the data folder has room.
 
-Web plane. The answer is cached for a second, so a load balancer polling every worker costs the
-origin one small request per worker and second at most.
+Web plane. A good answer is cached for a second, so a load balancer polling every worker costs the
+origin one small request per worker and second at most; a failing one for a quarter of a second,
+so a worker that polled before the origin was up does not go on failing once it is.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from rostra.stage.spaces import SpaceStatus
 from rostra.web.services import Services
 
 CACHE_S = 1.0
+FAILING_CACHE_S = 0.25
 SEGMENT_WITHIN_S = 3.0
 BYTES_PER_MB = 1024 * 1024
 
@@ -29,8 +31,11 @@ class ListenerHealth:
 
     async def check(self) -> dict[str, Any]:
         now_s = time.monotonic()
-        if self._cached is not None and now_s - self._cached[0] < CACHE_S:
-            return self._cached[1]
+        if self._cached is not None:
+            cached_at_s, cached = self._cached
+            kept_s = CACHE_S if cached["status"] == "ok" else FAILING_CACHE_S
+            if now_s - cached_at_s < kept_s:
+                return cached
         failed = await self._origin_failures()
         failed += self._segment_failures()
         failed += self._disk_failures()

@@ -244,10 +244,10 @@ async def _pump(chunks: AsyncIterator[bytes], feed: SourceFeed, stopped: asyncio
             except ClientDisconnect:
                 return DISCONNECTED
             reason = feed.feed(chunk) if chunk else None
+            if reason is None:
+                reason = await _wait_for_room(feed)
             if reason is not None:
                 return reason
-            if not await _wait_for_room(feed):
-                return f"decoder behind for {PIPE_WAIT_S:.0f} s"
     finally:
         stop.cancel()
 
@@ -263,17 +263,21 @@ async def _abandon(read: asyncio.Future[bytes]) -> None:
         raise asyncio.CancelledError  # it was this task that was cancelled, not only the read
 
 
-async def _wait_for_room(feed: SourceFeed) -> bool:
-    """Wait while the pipe is full; False when the decoder took nothing for PIPE_WAIT_S."""
+async def _wait_for_room(feed: SourceFeed) -> str | None:
+    """Wait while the pipe is full; the reason to end the source when the decoder has ended
+    (it found the stream is not audio: said at once, not after the wait) or took nothing for
+    PIPE_WAIT_S."""
     polls, taken = 0, feed.pipe.read_bytes
-    while feed.pipe.is_full:
+    while feed.pipe.is_full and not feed.decoder.is_done:
         if feed.pipe.read_bytes != taken:
             polls, taken = 0, feed.pipe.read_bytes
         elif polls >= round(PIPE_WAIT_S / PIPE_POLL_S):
-            return False
+            return f"decoder behind for {PIPE_WAIT_S:.0f} s"
         polls += 1
         await asyncio.sleep(PIPE_POLL_S)
-    return True
+    if feed.decoder.is_done:
+        return feed.decoder.reason or "decoder ended"
+    return None
 
 
 async def _play_out(feed: SourceFeed, stopped: asyncio.Event) -> None:
