@@ -534,3 +534,17 @@ class BlockTargetInvalid(InvalidFields):
 
     type_slug = "block-target-invalid"
     title = "Invalid block target"
+
+
+class HandInvalid(InvalidFields):
+    """A hand id (in a path or a block's body) is not of the form `GET …/hands` gives."""
+
+    type_slug = "hand-invalid"
+    title = "Invalid hand id"
+
+
+class SessionInvalid(InvalidFields):
+    """A stage session id (in a path or a block's body) is not of the form the stage gives."""
+
+    type_slug = "session-invalid"
+    title = "Invalid session id"

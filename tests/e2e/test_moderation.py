@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -23,6 +22,7 @@ from rostra.media.codecs import CHANNELS
 from rostra.media.opus import OpusDecoder
 from rostra.stage.moderation import BLOCKS_CACHE_S
 from tests.conftest import Server, start_server, stop_server
+from tests.stage_api import bearer, mint_token, new_device, problem, stage, token_of
 from tests.whip_client import offer
 
 MUTE_BUDGET_MS = 100.0
@@ -44,24 +44,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(timeout=30) as client:
         yield client
-
-
-def token_of(url: str) -> str:
-    return url.split("invite=")[1] if "invite=" in url else url.split("token=")[1]
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def new_device() -> str:
-    return secrets.token_urlsafe(24)
-
-
-def mint(server: Server, space_id: str, **fields: Any) -> str:
-    response = server.api("POST", f"/api/v1/spaces/{space_id}/invites", json=fields)
-    assert response.status_code == 201, response.text
-    return token_of(response.json()["speaker_invite_url"])
 
 
 async def publish(
@@ -87,13 +69,6 @@ def session_of(response: httpx.Response) -> str:
     return response.headers["Location"].rsplit("/", 1)[1]
 
 
-def stage(server: Server, space_id: str) -> list[dict[str, Any]]:
-    members: list[dict[str, Any]] = httpx.get(
-        f"{server.url}/live/{space_id}/state.json", timeout=5
-    ).json()["stage"]
-    return members
-
-
 def wait_for(what: str, check: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -101,14 +76,6 @@ def wait_for(what: str, check: Callable[[], bool], timeout_s: float = WAIT_S) ->
             return
         time.sleep(0.05)
     pytest.fail(f"never happened: {what}")
-
-
-def problem(response: httpx.Response, status: int, slug: str) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["type"].endswith(slug), body
-    return str(body["detail"])
 
 
 @dataclass
@@ -180,7 +147,7 @@ async def test_mute_takes_the_voice_out_of_the_program_within_100_ms_and_a_lock_
     space = server.create_space("Mute", live=True)
     sid = space["id"]
     host = token_of(space["host_url"])
-    invite = mint(server, sid, name="Tone")
+    invite = mint_token(server, sid, name="Tone")
     pc, response = await publish(server, sid, invite, new_device())
     assert response.status_code == 201, response.text
     session = session_of(response)
@@ -221,6 +188,14 @@ async def test_mute_takes_the_voice_out_of_the_program_within_100_ms_and_a_lock_
             403,
             "role-not-allowed",
         )
+        # muting themselves again keeps the lock: it is no way round it
+        muted_again = await http.post(mute_url, json={"muted": True}, headers=bearer(invite))
+        assert muted_again.json() == {**muted_again.json(), "muted": True, "locked": True}
+        problem(
+            await http.post(mute_url, json={"muted": False}, headers=bearer(invite)),
+            403,
+            "mute-locked",
+        )
         await asyncio.to_thread(
             wait_for,
             "state.json showing the locked mute",
@@ -239,9 +214,9 @@ async def test_cohosts_mute_speakers_only_and_mute_all_spares_hosts(
     space = server.create_space("Co-hosts", live=True)
     sid = space["id"]
     host = token_of(space["host_url"])
-    cohost_a = mint(server, sid, name="Cora", role="cohost")
-    cohost_b = mint(server, sid, name="Cole", role="cohost")
-    speakers = [mint(server, sid, name=f"Speaker {n}") for n in (1, 2)]
+    cohost_a = mint_token(server, sid, name="Cora", role="cohost")
+    cohost_b = mint_token(server, sid, name="Cole", role="cohost")
+    speakers = [mint_token(server, sid, name=f"Speaker {n}") for n in (1, 2)]
     connections: list[RTCPeerConnection] = []
     sessions: dict[str, str] = {}
     try:
@@ -306,7 +281,7 @@ async def test_block_refuses_the_device_as_listener_and_speaker_and_the_log_is_t
     sid = space["id"]
     api = f"{server.url}/api/v1/spaces/{sid}"
     host = token_of(space["host_url"])
-    cohost = mint(server, sid, name="Cora", role="cohost")
+    cohost = mint_token(server, sid, name="Cora", role="cohost")
 
     # a listener raises a hand from their device; a co-host blocks the hand
     listener_device = new_device()
@@ -349,13 +324,13 @@ async def test_block_refuses_the_device_as_listener_and_speaker_and_the_log_is_t
         3.0,
     )
     assert (await http.post(f"{api}/join", json={"device": new_device()})).status_code == 201
-    invite = mint(server, sid, name="Back door")
+    invite = mint_token(server, sid, name="Back door")
     pc, response = await publish(server, sid, invite, listener_device)
     problem(response, 403, "device-blocked")
 
     # a speaker on stage is blocked by session: invite revoked, off the stage, device refused
     speaker_device = new_device()
-    personal = mint(server, sid, name="Troll")
+    personal = mint_token(server, sid, name="Troll")
     pc, response = await publish(server, sid, personal, speaker_device)
     assert response.status_code == 201, response.text
     session = session_of(response)
@@ -378,7 +353,7 @@ async def test_block_refuses_the_device_as_listener_and_speaker_and_the_log_is_t
         )
     finally:
         await pc.close()
-    fresh_invite = mint(server, sid, name="Troll again")
+    fresh_invite = mint_token(server, sid, name="Troll again")
     _again, response = await publish(server, sid, fresh_invite, speaker_device)
     assert "speaker" in problem(response, 403, "device-blocked")
     # every worker reads the blocks again within a second
@@ -409,3 +384,45 @@ async def test_block_refuses_the_device_as_listener_and_speaker_and_the_log_is_t
     report = await http.get(f"{api}/incident", headers=bearer(host))
     assert report.status_code == 200, report.text
     assert [e["action"] for e in report.json()["moderation"]] == ["block", "block"]
+
+
+async def test_a_cohost_blocking_the_hosts_hand_leaves_the_host_free_to_speak(
+    server: Server, http: httpx.AsyncClient
+) -> None:
+    """The host listened and raised a hand from their own browser: a co-host blocking that hand
+    blocks a listener, never the host's seat. A malformed hand id is 422 before any lookup."""
+    space = server.create_space("Host's hand", live=True)
+    sid = space["id"]
+    api = f"{server.url}/api/v1/spaces/{sid}"
+    host = token_of(space["host_url"])
+    cohost = mint_token(server, sid, name="Cora", role="cohost")
+    host_device = new_device()
+    ticket = (await http.post(f"{api}/join", json={"device": host_device})).json()["ticket"]
+    raised = await http.post(f"{api}/hand", headers=bearer(ticket) | {"Rostra-Device": host_device})
+    assert raised.status_code == 204, raised.text
+    (hand,) = (await http.get(f"{api}/hands", headers=bearer(cohost))).json()["hands"]
+
+    for bad in ("\x01" * 16, "0123456789ABCDEF", "0123456789abcd\x7f!", "0" * 64):
+        path_hand = httpx.URL(f"{api}/hands/x/invite").copy_with(
+            raw_path=f"/api/v1/spaces/{sid}/hands/{quote(bad, safe='')}/invite".encode()
+        )
+        detail = problem(await http.post(path_hand, headers=bearer(cohost)), 422, "hand-invalid")
+        assert bad not in detail
+        detail = problem(
+            await http.post(f"{api}/blocks", json={"hand": bad}, headers=bearer(cohost)),
+            422,
+            "hand-invalid",
+        )
+        assert bad not in detail
+
+    blocked = await http.post(f"{api}/blocks", json={"hand": hand["hand"]}, headers=bearer(cohost))
+    assert blocked.status_code == 200, blocked.text
+    assert blocked.json()["device_blocked"]
+    pc, response = await publish(server, sid, host, host_device)
+    try:
+        assert response.status_code == 201, response.text
+    finally:
+        await pc.close()
+    speaker = mint_token(server, sid, name="Same browser")
+    pc, response = await publish(server, sid, speaker, host_device)
+    problem(response, 403, "device-blocked")  # a speaker's invite from it is still refused

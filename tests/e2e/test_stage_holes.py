@@ -17,7 +17,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
 from rostra.media.ice import restrict_ice_host_addresses
 from tests.conftest import ADMIN_TOKEN, Server, free_port, start_server, stop_server
+from tests.stage_api import bearer, problem, stage, token_of, wait_for_stage
+from tests.stage_api import mint_token as mint
 from tests.whip_client import offer, publish
 
 VOICES = 5  # a small stage: four speakers at most, the fifth seat is the host's
@@ -40,48 +42,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     yield running
     stop_server(running)
-
-
-def token_of(url: str) -> str:
-    return url.split("invite=")[1] if "invite=" in url else url.split("token=")[1]
-
-
-def mint(server: Server, space_id: str, **fields: Any) -> str:
-    response = server.api("POST", f"/api/v1/spaces/{space_id}/invites", json=fields)
-    assert response.status_code == 201, response.text
-    return token_of(response.json()["speaker_invite_url"])
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def stage(server: Server, space_id: str) -> list[dict[str, Any]]:
-    members: list[dict[str, Any]] = httpx.get(
-        f"{server.url}/live/{space_id}/state.json", timeout=5
-    ).json()["stage"]
-    return members
-
-
-def wait_for_stage(
-    server: Server, space_id: str, check: Callable[[list[dict[str, Any]]], bool]
-) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + STAGE_WAIT_S
-    while time.monotonic() < deadline:
-        members = stage(server, space_id)
-        if check(members):
-            return members
-        time.sleep(0.2)
-    pytest.fail(f"the stage never settled: {stage(server, space_id)}")
-
-
-def problem(response: httpx.Response, status: int, slug: str, *details: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["type"].endswith(slug), body
-    for text in details:
-        assert text in body["detail"], body
 
 
 class Seats:

@@ -4,9 +4,7 @@ listener, good for one connection, found again from the listener id alone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -21,22 +19,11 @@ from rostra.errors import (
 from rostra.stage.invites import InviteService, find_hand, hand_id
 from rostra.stage.roles import MAX_COHOSTS, Role
 from rostra.stage.tokens import TokenSigner
-from rostra.store import MemorySpaceStore, SpaceRecord, SpaceStore, SqliteSpaceStore
+from rostra.store import SpaceStore
 from rostra.store.reactions import RaisedHand
+from tests.stage.conftest import SECRET, SPACE
 
-SECRET = "s" * 43
-SPACE = "abcdefgh1234"
 LISTENER = "0123456789abcdef" + "f" * 16
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SpaceStore]:
-    backend: SpaceStore = (
-        MemorySpaceStore() if request.param == "memory" else SqliteSpaceStore(tmp_path / "db")
-    )
-    backend.add_space(SpaceRecord(id=SPACE, title="T", status="live", created_at=datetime.now(UTC)))
-    yield backend
-    backend.close()
 
 
 def service(store: SpaceStore, clock: ManualClock) -> InviteService:

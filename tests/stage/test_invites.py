@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,20 +25,8 @@ from rostra.errors import (
 from rostra.stage.invites import DEFAULT_SEATS, InviteService
 from rostra.stage.roles import Role
 from rostra.stage.tokens import TokenSigner
-from rostra.store import MemorySpaceStore, SpaceRecord, SpaceStore, SqliteSpaceStore
-
-SECRET = "s" * 43
-SPACE = "abcdefgh1234"
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SpaceStore]:
-    backend: SpaceStore = (
-        MemorySpaceStore() if request.param == "memory" else SqliteSpaceStore(tmp_path / "db")
-    )
-    backend.add_space(SpaceRecord(id=SPACE, title="T", status="live", created_at=datetime.now(UTC)))
-    yield backend
-    backend.close()
+from rostra.store import SpaceStore, SqliteSpaceStore
+from tests.stage.conftest import SECRET, SPACE
 
 
 def service(

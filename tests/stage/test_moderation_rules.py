@@ -1,12 +1,35 @@
-"""Who may mute whom, and unmute themselves; which device ids are accepted."""
+"""Who may mute whom, and unmute themselves; which device and hand ids are accepted; blocks
+fail open (logged once a second) when their store is away, and a worker's copy is bounded."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 
-from rostra.errors import DeviceInvalid, InvalidFields, MuteLocked, RoleNotAllowed
-from rostra.stage.moderation import Action, check_device, decide_mute
+from rostra.clock import ManualClock
+from rostra.errors import (
+    DeviceBlocked,
+    DeviceInvalid,
+    HandInvalid,
+    InvalidFields,
+    MuteLocked,
+    RoleNotAllowed,
+)
+from rostra.stage.invites import check_hand
+from rostra.stage.moderation import (
+    BLOCKS_CACHE_S,
+    BLOCKS_CACHE_SPACES,
+    Action,
+    ModerationService,
+    check_device,
+    decide_mute,
+)
 from rostra.stage.roles import Credential, Role
+from rostra.store.moderation import MemoryModerationStore
+from rostra.store.moderation_redis import RedisModerationStore
+from tests.redis_server import running_redis
 
 SPACE = "abcdefgh1234"
 HOST = Credential(SPACE, Role.HOST, name="Host")
@@ -80,3 +103,47 @@ def test_device_ids_are_accepted_or_absent() -> None:
     assert check_device("AbC-_0123456789xyz") == "AbC-_0123456789xyz"
     assert check_device(None) is None
     assert check_device("") is None
+
+
+@pytest.mark.parametrize("hand", ["abc\x00def01234567", "0123456789ABCDEF", "0123", "g" * 16])
+def test_malformed_hand_ids_are_refused_before_any_lookup(hand: str) -> None:
+    with pytest.raises(HandInvalid) as raised:
+        check_hand(hand)
+    assert hand not in raised.value.detail  # never echoed: it may hold anything
+    assert check_hand("0123456789abcdef") == "0123456789abcdef"
+
+
+def test_blocks_fail_open_on_a_store_outage_keeping_what_was_read_and_logging_once_a_second(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock()
+    blocked, stranger = "blocked-device-0123456789", "stranger-device-0123456789"
+    with running_redis(tmp_path / "redis") as redis:
+        service = ModerationService(RedisModerationStore(redis.url), clock)
+        service.block(SPACE, blocked)
+        service.require_not_blocked(SPACE, stranger, "listener")  # reads the store: cached
+        redis.stop(is_abrupt=True)
+        clock.advance(BLOCKS_CACHE_S + 0.1)
+        with caplog.at_level(logging.WARNING, logger="rostra.stage.moderation"):
+            for _ in range(3):
+                for _ in range(50):  # a burst of joins while the store is away
+                    with pytest.raises(DeviceBlocked):
+                        service.require_not_blocked(SPACE, blocked, "listener")
+                    service.require_not_blocked(SPACE, stranger, "listener")
+                clock.advance(BLOCKS_CACHE_S + 0.1)
+        warnings = [r for r in caplog.records if r.getMessage() == "blocks not read"]
+        assert len(warnings) == 3, len(warnings)  # once per second of outage, not per join
+
+
+def test_a_workers_copy_of_blocks_is_bounded_in_spaces() -> None:
+    service = ModerationService(MemoryModerationStore(), ManualClock())
+    for n in range(BLOCKS_CACHE_SPACES + 50):
+        service.require_not_blocked(f"space{n:07d}", "any-device-0123456789", "listener")
+    assert len(service._blocked) == BLOCKS_CACHE_SPACES
+
+
+def test_a_shared_links_holder_neither_mutes_nor_unmutes_another_holder() -> None:
+    holder = Credential(SPACE, Role.SPEAKER, invite_id="inv-shared", seats=4)
+    for muted in (True, False):
+        with pytest.raises(RoleNotAllowed, match="personal invite"):
+            mute(holder, Role.SPEAKER, "inv-shared", muted=muted)

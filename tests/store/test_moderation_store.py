@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from rostra.store import moderation, moderation_redis, moderation_sqlite
 from rostra.store.moderation import (
     MAX_LOG_ENTRIES,
     LogEntry,
@@ -82,3 +83,20 @@ def test_a_log_entry_decodes_with_missing_or_extra_fields(text: str) -> None:
     decoded = LogEntry.decode(text)
     assert decoded.at == "x"
     assert decoded.target == ""
+
+
+def test_blocks_of_a_space_are_bounded_and_the_oldest_go_first(
+    store_backend: StoreBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host blocking device after device (or a script doing it with a leaked host token)
+    never grows a space's blocks past MAX_BLOCKS_PER_SPACE (lowered here to 20)."""
+    bound = 20
+    for module in (moderation, moderation_sqlite, moderation_redis):
+        monkeypatch.setattr(module, "MAX_BLOCKS_PER_SPACE", bound)
+    store = open_store(store_backend)
+    devices = [f"device-{n:05d}-0123456789" for n in range(bound + 10)]
+    for n, device in enumerate(devices):
+        store.block(SPACE, device, T0 + 3600 + n, T0 + n)
+    kept = store.blocked_devices(SPACE, T0 + len(devices))
+    assert kept == frozenset(devices[10:])
+    assert not store.is_blocked(SPACE, devices[0], T0 + len(devices))

@@ -14,6 +14,7 @@ Stage plane.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,6 +23,7 @@ from rostra.config import Settings
 from rostra.errors import (
     CohostLimitReached,
     CredentialInvalid,
+    HandInvalid,
     HandInviteRevoked,
     HostLinkRotated,
     InvalidFields,
@@ -79,10 +81,22 @@ def hand_id(listener_id: str) -> str:
     return listener_id[:HAND_ID_CHARS]
 
 
+HAND_ID_RE = re.compile(rf"[0-9a-f]{{{HAND_ID_CHARS}}}")
+
+
+def check_hand(hand: str) -> str:
+    """A hand id as `GET …/hands` gives it, else 422 (before any store is read; the id is not
+    echoed: it may hold anything)."""
+    if not HAND_ID_RE.fullmatch(hand):
+        raise HandInvalid(
+            f"a hand id is {HAND_ID_CHARS} lower-case hexadecimal characters, as"
+            f" GET /api/v1/spaces/ID/hands gives it; this one has {len(hand)} characters"
+        )
+    return hand
+
+
 def find_hand(queue: list[RaisedHand], hand: str) -> RaisedHand | None:
     """The raised hand of `queue` whose public id is `hand`, or None."""
-    if len(hand) != HAND_ID_CHARS:
-        return None
     return next((raised for raised in queue if hand_id(raised.listener_id) == hand), None)
 
 

@@ -3,7 +3,9 @@ space's moderation log.
 
 Stage plane. The decisions are pure (`decide_mute`, `check_device`); `ModerationService` keeps
 the blocks and the log in the moderation store, and a per-worker copy of each space's blocked
-devices for about a second, so a join with a device reads the store at most once a second.
+devices for about a second (of BLOCKS_CACHE_SPACES spaces at most), so a join with a device reads
+the store at most once a second. When the store does not answer, blocks fail open: what the
+worker last read holds, and a device it never saw blocked is let in (logged once a second).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from rostra.errors import (
     InvalidFields,
     MuteLocked,
     RoleNotAllowed,
+    SessionInvalid,
     Unavailable,
 )
+from rostra.ids import is_session_id
 from rostra.stage.roles import Credential, Role, may_act_on, may_moderate
 from rostra.store.moderation import BLOCK_TTL_S, LogEntry, ModerationStore
 
@@ -58,6 +62,17 @@ def check_device(device_id: str | None) -> str | None:
     return device_id
 
 
+def check_session(session_id: str) -> str:
+    """A stage session id as the stage gives it, else 422: never looked up, never echoed (it may
+    hold anything), never passed on to the origin's URL."""
+    if not is_session_id(session_id):
+        raise SessionInvalid(
+            f"a stage session id is as state.json's stage[].id gives it; this one of"
+            f" {len(session_id)} characters is not"
+        )
+    return session_id
+
+
 def role_of(text: str) -> Role:
     """A stage member's role as the origin names it; anything unknown is a speaker."""
     try:
@@ -67,10 +82,12 @@ def role_of(text: str) -> Role:
 
 
 def owns_session(actor: Credential, role: Role, invite_id: str | None) -> bool:
-    """The host's own session, or one made with the actor's own invite."""
+    """The host's own session, or one made with the actor's own personal invite. A shared link
+    owns none: its holders are several people, and one must not unmute (or mute) another."""
     if actor.role == Role.HOST:
         return role == Role.HOST
-    return actor.invite_id is not None and actor.invite_id == invite_id
+    is_personal = actor.seats is None
+    return is_personal and actor.invite_id is not None and actor.invite_id == invite_id
 
 
 def decide_mute(
@@ -97,7 +114,8 @@ def decide_mute(
     if not may_moderate(actor.role):
         raise RoleNotAllowed(
             f"only the host or a co-host may mute another voice or lock a mute; a {actor.role}"
-            " may mute or unmute only their own session"
+            " may mute or unmute only their own session, and only with a personal invite (a"
+            " shared link's holders ask the host)"
         )
     if not may_act_on(actor.role, target_role):
         raise RoleNotAllowed(
@@ -192,9 +210,10 @@ class ModerationService:
             devices = self.store.blocked_devices(space_id, self._now_s())
         except Unavailable as error:
             # the store is away: what this worker knew holds, and a device is let in rather
-            # than every listener and speaker refused
+            # than every listener refused (fail open); kept as if read, so the store is tried
+            # and this logged once a second per space, not once per join
             log.warning("blocks not read", extra={"space": space_id, "error": error.detail})
-            return cached[1] if cached is not None else frozenset()
+            devices = cached[1] if cached is not None else frozenset()
         with self._lock:
             self._blocked[space_id] = (now, devices)
             self._blocked.move_to_end(space_id)

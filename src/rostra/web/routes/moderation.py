@@ -19,11 +19,11 @@ from rostra.audience.tickets import MAX_TOKEN_CHARS
 from rostra.clock import Clock
 from rostra.config import Settings
 from rostra.errors import BlockTargetInvalid, HandNotFound, SpeakerNotFound
-from rostra.ids import is_session_id
-from rostra.stage.invites import find_hand
+from rostra.stage.invites import check_hand, find_hand
 from rostra.stage.moderation import (
     Action,
     ModerationService,
+    check_session,
     decide_mute,
     require_may_act,
     role_of,
@@ -89,12 +89,6 @@ def _actor(services: Services, request: Request, space_id: str) -> Credential:
     return services.invites.authorize(token, space_id, consume=False)
 
 
-def _session_id(space_id: str, session_id: str) -> str:
-    if not is_session_id(session_id):  # never pass raw text on to the origin's URL
-        raise SpeakerNotFound(f"no speaker session has id '{session_id[:40]}' in '{space_id}'")
-    return session_id
-
-
 async def record(
     request: Request,
     space_id: str,
@@ -122,7 +116,7 @@ async def mute(space_id: str, session_id: str, request: Request) -> dict[str, An
     services = _services(request)
     services.spaces.get(space_id)
     actor = _actor(services, request, space_id)
-    _session_id(space_id, session_id)
+    check_session(session_id)
     body = await read_json(request, MuteBody)
     member = await services.origin.stage_member(space_id, session_id)
     action = decide_mute(
@@ -134,8 +128,11 @@ async def mute(space_id: str, session_id: str, request: Request) -> dict[str, An
         muted=body.muted,
         locked=body.locked,
     )
+    # a speaker's own mute keeps a lock the host or a co-host set (else muting oneself would
+    # clear it, and the next unmute would pass)
+    is_locked = bool(body.locked) if action is not None else body.muted and bool(member["locked"])
     changed = await services.origin.mute(
-        space_id, session_id, is_muted=body.muted, is_locked=bool(body.locked)
+        space_id, session_id, is_muted=body.muted, is_locked=is_locked
     )
     if action is not None:
         await record(request, space_id, actor, action, session_id, str(member["name"]))
@@ -201,17 +198,18 @@ async def block(space_id: str, request: Request) -> dict[str, Any]:
 
 
 async def _hand_listener(services: Services, space_id: str, hand: str) -> tuple[str, str]:
+    check_hand(hand)
     queue = await asyncio.to_thread(services.audience.reactions.hands, space_id)
     raised = find_hand(queue, hand)
     if raised is None:
-        raise HandNotFound(f"space '{space_id}' has no raised hand '{hand[:40]}'")
+        raise HandNotFound(f"space '{space_id}' has no raised hand '{hand}'")
     return raised.listener_id, f"hand {hand}"
 
 
 async def _block_session(
     request: Request, services: Services, actor: Credential, space_id: str, session_id: str
 ) -> dict[str, Any]:
-    _session_id(space_id, session_id)
+    check_session(session_id)
     member = await services.origin.stage_member(space_id, session_id)
     require_may_act(actor, role_of(str(member["role"])), "block", f"session '{session_id}'")
     invite_id = member.get("invite_id")

@@ -15,11 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse, Response
 
 from rostra.clock import iso_utc
-from rostra.errors import HandNotFound, RoleNotAllowed, SpeakerNotFound
-from rostra.ids import is_session_id
-from rostra.stage.invites import find_hand, hand_id
-from rostra.stage.moderation import Action
-from rostra.stage.roles import Credential, Role, may_act_on
+from rostra.errors import HandNotFound
+from rostra.stage.invites import check_hand, find_hand, hand_id
+from rostra.stage.moderation import Action, check_session, require_may_act, role_of
+from rostra.stage.roles import Role
 from rostra.web.auth import require_admin, require_admin_or_host, require_moderator
 from rostra.web.inputs import PlainText, bearer, read_json
 from rostra.web.routes.moderation import record as record_moderation
@@ -237,12 +236,13 @@ async def invite_hand(space_id: str, hand: str, request: Request) -> JSONRespons
     services = _services(request)
     services.spaces.get(space_id)
     actor = require_moderator(services, request, space_id)
+    check_hand(hand)
     services.spaces.require_open(space_id)
     body = await read_json(request, HandInvite, is_optional=True)
     queue = await asyncio.to_thread(services.audience.reactions.hands, space_id)
     raised = find_hand(queue, hand)
     if raised is None:
-        raise HandNotFound(f"space '{space_id}' has no raised hand '{hand[:40]}'")
+        raise HandNotFound(f"space '{space_id}' has no raised hand '{hand}'")
     name = body.name or f"Listener {hand[:4]}"
     minted, is_new = await asyncio.to_thread(
         services.invites.invite_hand, space_id, raised.listener_id, name
@@ -286,28 +286,12 @@ async def remove_speaker(space_id: str, session_id: str, request: Request) -> Re
     services = _services(request)
     services.spaces.get(space_id)
     actor = require_moderator(services, request, space_id)
-    if not is_session_id(session_id):  # never pass raw text on to the origin's URL
-        raise SpeakerNotFound(f"no speaker session has id '{session_id[:40]}' in '{space_id}'")
-    _check_may_act_on(services, actor, space_id, session_id)
+    check_session(session_id)
+    # the target's role as the origin knows it now (404 when there is no such session)
+    member = await services.origin.stage_member(space_id, session_id)
+    require_may_act(actor, role_of(str(member["role"])), "remove", f"session '{session_id}'")
     await services.origin.remove_speaker(space_id, session_id)
-    await record_moderation(request, space_id, actor, Action.REMOVE, session_id)
+    await record_moderation(
+        request, space_id, actor, Action.REMOVE, session_id, str(member["name"])
+    )
     return Response(status_code=204)
-
-
-def _check_may_act_on(
-    services: Services, actor: Credential, space_id: str, session_id: str
-) -> None:
-    """A co-host acts on speakers only: the target's role is read from the origin's stage."""
-    stage = services.origin_status.read(space_id).stage
-    entry = next((member for member in stage if member.id == session_id), None)
-    if entry is None:
-        if actor.role == Role.HOST:
-            return  # the origin says whether it exists (the stage file may be a second behind)
-        raise SpeakerNotFound(f"no speaker session has id '{session_id}' in '{space_id}'")
-    # a stage entry of a role this release does not know is acted on as a speaker's
-    target = Role(entry.role) if entry.role in {role.value for role in Role} else Role.SPEAKER
-    if not may_act_on(actor.role, target):
-        raise RoleNotAllowed(
-            f"a {actor.role} may not act on the {target} of space '{space_id}'"
-            f" (session '{session_id}'); a co-host acts on speakers only"
-        )

@@ -16,7 +16,7 @@ from rostra.errors import InvalidSdp, MethodNotAllowed
 from rostra.media.origin import SeatClaim
 from rostra.stage.invites import clean_name
 from rostra.stage.moderation import DEVICE_HEADER, ModerationService, check_device
-from rostra.stage.roles import Credential, Role
+from rostra.stage.roles import Credential, Role, may_moderate
 from rostra.web.inputs import bearer, read_body
 from rostra.web.origin_services import OriginServices
 
@@ -45,9 +45,9 @@ async def publish(space_id: str, request: Request) -> Response:
     services = _services(request)
     services.spaces.get(space_id)
     token = bearer(request)
-    services.invites.authorize(token, space_id, consume=False)
+    role = services.invites.authorize(token, space_id, consume=False).role
     services.spaces.require_open(space_id)
-    device_id = await _allowed_device(request, space_id)
+    device_id = await _allowed_device(request, space_id, role)
     body = await read_body(request, limit=services.settings.max_sdp_bytes, content_type=SDP_TYPE)
     try:
         offer = body.decode("utf-8")
@@ -78,9 +78,14 @@ async def publish(space_id: str, request: Request) -> Response:
     )
 
 
-async def _allowed_device(request: Request, space_id: str) -> str | None:
-    """The speaker's device id (`Rostra-Device`), refused (403) when the space blocked it."""
+async def _allowed_device(request: Request, space_id: str, role: Role) -> str | None:
+    """The speaker's device id (`Rostra-Device`), refused (403) when the space blocked it. The
+    host and co-hosts are never refused by device: a co-host blocking a hand or a ticket raised
+    from the host's browser must not take the host off the stage (the host revokes a co-host's
+    invite to keep them out)."""
     device_id = check_device(request.headers.get(DEVICE_HEADER))
+    if may_moderate(role):
+        return device_id
     moderation: ModerationService = request.app.state.moderation
     await asyncio.to_thread(
         partial(moderation.require_not_blocked, space_id, device_id, "speaker", is_fresh=True)
