@@ -6,7 +6,6 @@ the audience" takes the voice out of the program and the page plays on."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,18 +14,17 @@ import numpy as np
 import pytest
 
 from tests.audio_check import SAMPLE_RATE_HZ, decode, rms_db, speech_correlation
-from tests.conftest import Server, make_speech, start_server, stop_server
-from tests.web.conftest import (
-    CHROMIUM,
-    NEVER_SPOKEN,
-    SPOKEN,
-    ConsoleWatch,
-    Speech,
-    chromium_args,
-    padded_for_loop,
-)
+from tests.conftest import Server, start_server, stop_server
+from tests.stage_api import wait_for_stage
+from tests.web import conftest as web_conftest
+from tests.web.conftest import ConsoleWatch, Speech
 
 pytestmark = pytest.mark.browser
+
+# the web tests' fixtures, by name: the speech files, and Chromium whose fake microphone plays
+# the spoken one
+speech = web_conftest.speech
+browser = web_conftest.browser
 
 INVITE_SEEN_S = 2.0  # the listener's page offers the stage this soon after the host's click
 CAPTURE_S = 6.0
@@ -52,52 +50,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     stop_server(running)
 
 
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory: pytest.TempPathFactory) -> Speech:
-    directory = tmp_path_factory.mktemp("hand-speech")
-    spoken = make_speech(directory, "spoken", SPOKEN, voice="en")
-    return Speech(
-        spoken=padded_for_loop(spoken, directory / "spoken-loop.wav"),
-        never_spoken=make_speech(directory, "never", NEVER_SPOKEN, voice="en-us+f3"),
-    )
-
-
-@pytest.fixture(scope="module")
-def browser(speech: Speech) -> Iterator[Any]:
-    if not CHROMIUM.is_file() or shutil.which("espeak-ng") is None:
-        pytest.fail("Chromium and espeak-ng are needed: `make system-test-deps` installs them")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=chromium_args(speech.spoken), timeout=30_000
-        )
-        yield chromium
-        chromium.close()
-
-
 def new_page(browser: Any, console: ConsoleWatch) -> Any:
     """A page in a profile of its own (its own storage: host and listener are two people)."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(TIMEOUT_MS)
     return console.watch(context.new_page())
-
-
-def stage(server: Server, space_id: str) -> list[dict[str, Any]]:
-    members: list[dict[str, Any]] = server.api("GET", f"/live/{space_id}/state.json").json()[
-        "stage"
-    ]
-    return members
-
-
-def wait_for_stage(server: Server, space_id: str, size: int) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        members = stage(server, space_id)
-        if len(members) == size:
-            return members
-        time.sleep(0.2)
-    pytest.fail(f"the stage never held {size}: {stage(server, space_id)}")
 
 
 def heard_speech(space: dict[str, Any], speech: Speech) -> tuple[float, float, float]:
@@ -155,6 +112,15 @@ def test_invited_listener_joins_the_stage_without_a_reload_and_is_heard(
     assert not during["paused"]
     assert during["muted"]
     assert during["time"] > before["time"] + CAPTURE_S, (before, during)
+    # a mute by the host shows on the listener's page too, and its invite may lift it
+    mute_path = f"/api/v1/spaces/{sid}/stage/{member['id']}/mute"
+    muted = server.api("POST", mute_path, json={"muted": True})
+    assert muted.status_code == 200, muted.text
+    notice = listener.locator("#host-mute", has_text="Muted by the host or a co-host")
+    notice.wait_for(timeout=5_000)
+    notice.get_by_role("button", name="Unmute").click()
+    wait_for_stage(server, sid, lambda members: members[0]["muted"] is False)
+    assert notice.is_hidden()
 
     listener.click("#stage-back")
     listener.locator("#stage-back").wait_for(state="hidden")

@@ -10,6 +10,14 @@ function raisedAgo(iso) {
   return seconds < 60 ? `raised ${seconds} s ago` : `raised ${Math.round(seconds / 60)} min ago`;
 }
 
+// the first hands shown; the rest (up to the gate's 1,000 a space) are counted on one line
+const SHOWN_HANDS = 50;
+
+// "#2 · raised 40 s ago", told again on every read (the list itself is kept while it is the same)
+function renderRaised(line) {
+  line.textContent = [`#${line.dataset.rank}`, raisedAgo(line.dataset.raisedAt)].filter(Boolean).join(' · ');
+}
+
 export class HandQueue {
   // `after`: the card is placed after this element; `isEnabled()`: false once the token was refused
   constructor({ spaceId, token, after, isEnabled = () => true }) {
@@ -65,7 +73,9 @@ export class HandQueue {
     name.textContent = `Listener ${short}`;
     const line = document.createElement('span');
     line.className = 'member-role';
-    line.textContent = [`#${index + 1}`, raisedAgo(hand.raised_at)].filter(Boolean).join(' · ');
+    line.dataset.raisedAt = hand.raised_at || '';
+    line.dataset.rank = String(index + 1);
+    renderRaised(line);
     text.append(name, line);
     const button = document.createElement('button');
     button.type = 'button';
@@ -79,8 +89,14 @@ export class HandQueue {
   }
 
   show(hands) {
-    const key = JSON.stringify(hands.map((hand) => [hand.hand, hand.invited]));
-    if (key === this.key && hands.length) return;
+    this.isEmpty = !hands.length;
+    const more = Math.max(0, hands.length - SHOWN_HANDS);
+    const shown = hands.slice(0, SHOWN_HANDS);
+    const key = JSON.stringify([shown.map((hand) => [hand.hand, hand.invited]), more]);
+    if (key === this.key && hands.length) {
+      this.list.querySelectorAll('.member-role').forEach(renderRaised);
+      return;
+    }
     this.key = key;
     if (!hands.length) {
       const empty = document.createElement('li');
@@ -89,7 +105,14 @@ export class HandQueue {
       this.list.replaceChildren(empty);
       return;
     }
-    this.list.replaceChildren(...hands.map((hand, index) => this.item(hand, index)));
+    const items = shown.map((hand, index) => this.item(hand, index));
+    if (more) {
+      const rest = document.createElement('li');
+      rest.className = 'stage-empty';
+      rest.textContent = `and ${new Intl.NumberFormat().format(more)} more raised after these`;
+      items.push(rest);
+    }
+    this.list.replaceChildren(...items);
   }
 
   // Shown while the space is scheduled or live: an ended space has no hands to invite.
@@ -98,9 +121,9 @@ export class HandQueue {
   }
 
   // Called with state.json's `hands` count: asks the API only while some are raised (and once
-  // more when the last goes down, to clear the list).
+  // more when the last goes down, to clear the list), and never once the space ended (setOpen).
   async update(raised) {
-    if (!this.isEnabled() || this.isLoading || (!raised && this.key === '[]')) return;
+    if (this.section.hidden || !this.isEnabled() || this.isLoading || (!raised && this.isEmpty)) return;
     this.isLoading = true;
     try {
       const body = await api(`${this.base}/hands`, { token: this.token });

@@ -176,10 +176,15 @@ async function removeSpeaker(member, button) {
 
 function showStage(stage) {
   $('stage-count').textContent = formatCount(stage.length);
-  const key = JSON.stringify([stage, panel.sessionId]);
+  const isEnded = Boolean(space) && space.status === 'ended';
+  const key = JSON.stringify([stage, panel.sessionId, isEnded]);
   if (key === stageKey) return;
   stageKey = key;
-  renderStage($('stage'), stage, { ownId: panel.sessionId, onRemove: removeSpeaker });
+  renderStage($('stage'), stage, {
+    ownId: panel.sessionId,
+    onRemove: removeSpeaker,
+    emptyText: isEnded ? 'The stage is empty: the space has ended.' : '',
+  });
 }
 
 // The hand queue, first raised first, each with "Invite to speak" (shared with a co-host's page)
@@ -187,8 +192,9 @@ const handQueue = new HandQueue({ spaceId, token, after: $('stage').closest('sec
 
 function onState(state) {
   lastStage = Array.isArray(state.stage) ? state.stage : [];
-  handQueue.update(Number(state.hands) || 0);
   handQueue.setOpen(state.status !== 'ended');
+  handQueue.update(Number(state.hands) || 0);
+  if (moderation) moderation.render(state);
   if (!space || state.status !== space.status) {
     // a cached state.json can lag one second behind an action taken here; never go back
     const order = ['scheduled', 'live', 'ended'];
@@ -223,9 +229,10 @@ $('end-dialog').addEventListener('close', () => {
 $('invite-form').addEventListener('submit', createInvite);
 wireCopyButton($('copy-speaker-link'), $('speaker-link'));
 
+// mute, lock, remove, block; the moderation log (it renders the states this page reads)
+const moderation = mountModerationPanel({ spaceId, token, refresh: () => watcher.refresh({ fresh: true }) });
 const watcher = watchState(spaceId, { onState, onError: () => {}, intervalMs: STATE_POLL_MS });
 loadSpace();
-mountModerationPanel({ spaceId, token }); // mute, lock, remove, block; the moderation log
 mountClipButton({
   spaceId,
   after: $('open-listen').closest('.actions'),

@@ -16,6 +16,7 @@ import { TicketKeeper } from './ticket.js';
 import { renderWaiting } from './waiting-view.js';
 
 const $ = (id) => document.getElementById(id);
+const BLOCKED_TEXT = 'The host blocked this browser in this space: you can no longer react, raise your hand or speak here.';
 const spaceId = spaceIdFromPath();
 const urls = spaceUrls(spaceId);
 const countdown = new Countdown(spaceId);
@@ -48,6 +49,7 @@ const keeper = new TicketKeeper(spaceId, {
     renderWaiting($('waiting-line'), wait);
     reactions.setWaiting(Boolean(wait));
   },
+  onBlocked: () => onBlocked(),
 });
 const heartbeat = new Heartbeat(keeper, {
   onBeat: ({ isFirst }) => {
@@ -185,7 +187,7 @@ function onState(next) {
   renderCounts(countElements, next);
   countdown.update(next);
   $('react').hidden = next.status !== 'live';
-  reactions.setOpen(next.status === 'live');
+  reactions.setOpen(next.status === 'live' && !keeper.blocked);
   reactions.renderTally(next.reactions);
   stageJoin.observe(next);
   const key = JSON.stringify([next.status, next.stage]);
@@ -230,10 +232,8 @@ function secondsUntilFirstSegments() {
 
 function startLive() {
   setButton('loading');
-  // join now; the heartbeats retry with backoff if this failed (a blocked device is told why)
-  keeper.obtain().catch((error) => {
-    if (error && error.slug === 'device-blocked') say(error.detail, 'error');
-  });
+  // join now; the heartbeats retry with backoff if this failed (a blocked device: onBlocked)
+  keeper.obtain().catch(() => {});
   clearTimeout(startTimer);
   const waitS = secondsUntilFirstSegments();
   if (waitS > 0) startTimer = setTimeout(() => player.load(urls.hls, 'live'), waitS * 1000);
@@ -294,9 +294,19 @@ function onPlaying() {
 function onTimeUpdate() {
   if (playingFromS !== null && !audio.paused && audio.currentTime > playingFromS) {
     playingFromS = null;
-    if (player.mode === 'live') heartbeat.start();
+    if (player.mode === 'live' && !keeper.blocked) heartbeat.start();
   }
   render();
+}
+
+// The gate refused this browser (the host blocked it, by its hand or ticket): say so at once, with
+// the hand down and reactions off; the keeper asks the gate no more. The program is public and
+// plays on (docs/stage.md, "What a block cannot stop").
+function onBlocked() {
+  heartbeat.stop();
+  reactions.lowerHand();
+  reactions.setOpen(false);
+  say(BLOCKED_TEXT, 'error');
 }
 
 function onStopped() {

@@ -1,17 +1,23 @@
 // The host's moderation panel: for each voice on stage Mute / Unmute, Lock (a mute the speaker
 // cannot undo), Remove and Block; "Mute all speakers" (never the host or co-hosts); and the
-// space's moderation log. Mounted by host.js with one call; it follows state.json on its own.
+// space's moderation log. Mounted with one call by host.js (and speak.js for a co-host); the page
+// hands it each state.json it reads (render), so the panel adds no poll of its own.
 import { api, describeError } from './api.js';
 import { spaceUrls } from './space-url.js';
 import { formatWhen } from './stage-view.js';
-import { watchState } from './state.js';
 
-const POLL_MS = 2000;
 const ROLE_LABELS = { host: 'Host', cohost: 'Co-host', speaker: 'Speaker' };
 const ACTION_LABELS = {
   mute: 'muted', unmute: 'unmuted', lock: 'muted and locked', remove: 'removed', block: 'blocked',
   invite: 'invited',
 };
+
+// Who acted, as the log names them: "Host", or a co-host's name with their role ("Cat (co-host)")
+function actorLabel(entry) {
+  const role = ROLE_LABELS[entry.actor_role] || '';
+  if (!entry.actor || entry.actor === entry.actor_role) return role || String(entry.actor || '');
+  return role ? `${entry.actor} (${role.toLowerCase()})` : String(entry.actor);
+}
 
 function element(tag, className = '', text = '') {
   const node = document.createElement(tag);
@@ -29,14 +35,15 @@ function button(label, className, onClick, ariaLabel = '') {
 }
 
 class ModerationPanel {
-  constructor({ spaceId, token, actorRole = 'host' }) {
+  // refresh(): reads state.json again, fresh, and renders it (the page's watchState refresh)
+  constructor({ spaceId, token, refresh, actorRole = 'host' }) {
     this.base = spaceUrls(spaceId).api;
     // a co-host acts on speakers only (may_act_on): the host and co-hosts are not listed for them
     this.mayActOn = actorRole === 'cohost' ? (m) => m.role === 'speaker' : (m) => m.role !== 'host';
     this.token = token;
+    this.refresh = refresh;
     this.stageKey = '';
     this.build();
-    this.watcher = watchState(spaceId, { onState: (state) => this.render(state), intervalMs: POLL_MS });
   }
 
   build() {
@@ -115,7 +122,7 @@ class ModerationPanel {
     try {
       await call();
       this.stageKey = '';
-      await this.watcher.refresh({ fresh: true });
+      await this.refresh();
       if (this.log.open) await this.loadLog();
     } catch (error) {
       this.say(describeError(error));
@@ -156,7 +163,7 @@ class ModerationPanel {
       this.logList.replaceChildren(...entries.map((entry) => element(
         'li',
         '',
-        `${formatWhen(entry.at)}: ${entry.actor} ${ACTION_LABELS[entry.action] || entry.action} ${entry.target_name || entry.target}`,
+        `${formatWhen(entry.at)}: ${actorLabel(entry)} ${ACTION_LABELS[entry.action] || entry.action} ${entry.target_name || entry.target}`,
       )));
     } catch (error) {
       this.say(describeError(error));
@@ -165,7 +172,7 @@ class ModerationPanel {
 }
 
 // One call from the host page (or a co-host's speak page, `actorRole: 'cohost'`): the panel builds
-// itself after the "On stage" card.
-export function mountModerationPanel({ spaceId, token, actorRole = 'host' }) {
-  return token ? new ModerationPanel({ spaceId, token, actorRole }) : null;
+// itself after the "On stage" card; the page then calls its render(state) with every state.json.
+export function mountModerationPanel({ spaceId, token, refresh, actorRole = 'host' }) {
+  return token ? new ModerationPanel({ spaceId, token, refresh, actorRole }) : null;
 }

@@ -1,7 +1,6 @@
 // The speaker page: an invite link (…/speak/{id}?invite=TOKEN) puts a person on stage with their
 // microphone; they hear the other speakers and can mute or leave. A studio invite (the link ends
 // in #studio) starts with studio mode checked; the speaker chooses before joining.
-import { api, describeError } from './api.js';
 import { HandQueue } from './hand-queue.js';
 import { mountModerationPanel } from './moderation-panel.js';
 import { queryParam, spaceIdFromPath, spaceUrls } from './space-url.js';
@@ -92,67 +91,20 @@ function onState(state) {
   $('when').textContent = when[state.status] || '';
   const cohostNote = isCohost && state.status !== 'ended' ? `${COHOST_TEXT} ` : '';
   $('status-text').textContent = panel.session ? '' : `${cohostNote}${STATUS_TEXTS[state.status] || ''}`;
-  const key = JSON.stringify([state.stage, panel.sessionId]);
+  const key = JSON.stringify([state.status, state.stage, panel.sessionId]);
   if (key !== stageKey) {
     stageKey = key;
-    renderStage($('stage'), state.stage, { ownId: panel.sessionId });
+    renderStage($('stage'), state.stage, {
+      ownId: panel.sessionId,
+      emptyText: state.status === 'ended' ? 'The stage is empty: the space has ended.' : '',
+    });
   }
-  panel.observe(state);
-  renderHostMute(state.stage);
+  panel.observe(state); // leaving when removed; a mute by the host or a co-host
   renderJoinable();
+  if (moderation) moderation.render(state);
   if (handQueue) {
-    handQueue.update(Number(state.hands) || 0);
     handQueue.setOpen(state.status !== 'ended');
-  }
-}
-
-// "Muted by the host": the host or a co-host took this voice out of the program; the speaker may
-// unmute themselves unless the mute is locked.
-const hostMute = buildHostMute();
-
-function buildHostMute() {
-  const box = document.createElement('div');
-  box.id = 'host-mute';
-  box.className = 'notice moderation-notice';
-  box.setAttribute('role', 'status');
-  box.setAttribute('aria-live', 'polite');
-  box.hidden = true;
-  const text = document.createElement('span');
-  const unmute = document.createElement('button');
-  unmute.type = 'button';
-  unmute.className = 'btn btn-secondary btn-small';
-  unmute.textContent = 'Unmute';
-  unmute.addEventListener('click', unmuteSelf);
-  box.append(text, unmute);
-  $('panel-live').querySelector('.on-stage-line').after(box);
-  return { box, text, unmute };
-}
-
-function renderHostMute(stage) {
-  const own = (Array.isArray(stage) ? stage : []).find((m) => panel.sessionId && m.id === panel.sessionId);
-  const isMuted = Boolean(own && own.muted);
-  hostMute.box.hidden = !isMuted;
-  if (!isMuted) return;
-  $('join-message').hidden = true; // "Listeners hear you now" is no longer true
-  hostMute.box.dataset.kind = own.locked ? 'error' : 'info';
-  hostMute.text.textContent = own.locked
-    ? 'Muted by the host. The host has locked it: only the host can unmute you.'
-    : 'Muted by the host. Listeners do not hear you.';
-  hostMute.unmute.hidden = Boolean(own.locked);
-}
-
-async function unmuteSelf() {
-  hostMute.unmute.disabled = true;
-  try {
-    const path = `${spaceUrls(spaceId).api}/stage/${encodeURIComponent(panel.sessionId)}/mute`;
-    await api(path, { method: 'POST', token: invite, json: { muted: false } });
-    hostMute.box.hidden = true;
-    stageKey = '';
-    watcher.refresh({ fresh: true });
-  } catch (error) {
-    hostMute.text.textContent = describeError(error);
-  } finally {
-    hostMute.unmute.disabled = false;
+    handQueue.update(Number(state.hands) || 0);
   }
 }
 
@@ -181,7 +133,10 @@ if (!invite) {
 const handQueue = isCohost ? new HandQueue({ spaceId, token: invite, after: $('stage').closest('section') }) : null;
 if (isCohost) {
   $('header-note').textContent = 'You are a co-host · keep this link private';
-  mountModerationPanel({ spaceId, token: invite, actorRole: 'cohost' }); // speakers only
 }
+// a co-host acts on speakers only; the panel renders the states this page reads
+const moderation = isCohost
+  ? mountModerationPanel({ spaceId, token: invite, actorRole: 'cohost', refresh: () => watcher.refresh({ fresh: true }) })
+  : null;
 const watcher = watchState(spaceId, { onState, onError: onStateError, intervalMs: STATE_POLL_MS });
 renderJoinable();

@@ -4,12 +4,17 @@
 // nothing. Once invited it offers "Join the stage": the microphone, then WHIP, with no reload.
 // The program player keeps playing throughout, muted while this listener is on stage and hears
 // the live stage (the mix-minus) instead; "Back to the audience" stops publishing and unmutes it.
-import { api, describeError } from './api.js';
-import { LevelMeter, openMicrophone } from './microphone.js';
-import { describeJoinError } from './stage-panel.js';
-import { publish, watchSession } from './whip.js';
+// Going on stage and back (microphone, meter, WHIP, mute, reconnect) is stage-panel.js's StagePanel,
+// the host's and speakers' panel, given this invite's WHIP URL and token.
+import { api } from './api.js';
+import { StagePanel } from './stage-panel.js';
 
 const POLL_MS = 1000;
+const HIDDEN_POLL_EVERY = 5; // a hidden tab asks every 5 s: the offer waits for the person anyway
+const TEXTS = {
+  removed: 'You are back in the audience: the host ended your turn.',
+  left: 'You are back in the audience.',
+};
 
 function element(tag, className, text = '') {
   const node = document.createElement(tag);
@@ -60,7 +65,8 @@ function buildElements() {
   const remoteAudio = element('audio', '');
   remoteAudio.autoplay = true;
   box.append(offer, live, message, remoteAudio);
-  return { box, offer, join, live, meter, muteNote, mute, back, message, remoteAudio };
+  // the names StagePanel knows them by (stage-panel.js panelElements)
+  return { box, idle: offer, join, live, meter, muteNote, mute, leave: back, message, remoteAudio };
 }
 
 export class StageJoin {
@@ -75,37 +81,44 @@ export class StageJoin {
     this.program = program;
     this.el = buildElements();
     anchor.after(this.el.box);
-    this.meter = new LevelMeter(this.el.meter);
     this.invite = null; // { token, whip_url, name } once the host invited this hand
-    this.session = null;
-    this.stream = null;
-    this.isBusy = false;
+    this.isOnStage = false;
     this.isPolling = false;
+    this.ticks = 0;
     this.wasProgramMuted = false;
-    this.stopWatching = () => {};
-    this.el.join.addEventListener('click', () => this.join());
-    this.el.back.addEventListener('click', () => this.backToAudience());
-    this.el.mute.addEventListener('click', () => this.toggleMute());
-    window.addEventListener('pagehide', () => {
-      if (this.session) this.session.leave().catch(() => {});
+    this.panel = new StagePanel({
+      spaceId: keeper.spaceId,
+      token: '',
+      elements: this.el,
+      getEndpoint: () => this.invite.whip_url,
+      texts: TEXTS,
+      onEnd: (text) => this.ended(text),
+      onChange: () => this.changed(),
     });
     setInterval(() => this.poll(), POLL_MS);
   }
 
   get sessionId() {
-    return this.session ? this.session.sessionId : '';
+    return this.panel.sessionId;
   }
 
-  // One question a second, and only with the hand up and no answer yet.
+  // One question a second (every 5 s in a hidden tab), and only with the hand up and no answer yet.
   async poll() {
     const record = this.keeper.current;
-    if (!this.reactions.isHandRaised || this.invite || this.session || this.isPolling || !record) return;
+    this.ticks += 1;
+    if (!this.reactions.isHandRaised || this.invite || this.panel.session || this.isPolling || !record) return;
+    if (document.hidden && this.ticks % HIDDEN_POLL_EVERY) return;
     this.isPolling = true;
     try {
       const answer = await api(`${this.keeper.base}/hand`, { token: record.ticket });
       if (answer.invited && !this.invite) this.offer(answer);
-    } catch {
-      // a refused or lost poll is asked again next second; the hand panel reports ticket trouble
+    } catch (error) {
+      // a refused ticket (revoked by a block, expired) is given up and the page joins again: a
+      // blocked device hears why from the keeper (listen.js); a lost poll is asked again
+      if (error.status === 401 || error.status === 403) {
+        this.keeper.drop(record.ticket);
+        this.keeper.obtain().catch(() => {});
+      }
     } finally {
       this.isPolling = false;
     }
@@ -113,59 +126,31 @@ export class StageJoin {
 
   offer(invite) {
     this.invite = invite;
+    this.panel.token = invite.token;
+    this.panel.show(false);
+    this.panel.say('');
     this.el.box.hidden = false;
-    this.el.offer.hidden = false;
-    this.el.live.hidden = true;
-    this.say('');
   }
 
-  say(text, kind = 'info', detail = '') {
-    const box = this.el.message;
-    box.hidden = !text;
-    box.dataset.kind = kind;
-    box.textContent = detail ? `${text} ${detail}` : text;
-  }
-
-  async join() {
-    if (!this.invite || this.session || this.isBusy) return;
-    this.isBusy = true;
-    this.el.join.disabled = true;
-    this.say('Asking for your microphone…');
-    try {
-      this.stream = await openMicrophone();
-      this.say('Connecting to the stage…');
-      const [track] = this.stream.getAudioTracks();
-      this.session = await publish(this.invite.whip_url, this.invite.token, track);
-    } catch (error) {
-      this.releaseMicrophone();
-      const { message, detail } = describeJoinError(error);
-      this.say(message, 'error', detail);
-      return;
-    } finally {
-      this.isBusy = false;
-      this.el.join.disabled = false;
-    }
-    this.lowerHand();
-    this.stopWatching = watchSession(this.session, {
-      onLost: () => this.end('The connection to the stage was lost. You are back in the audience.'),
-      onEnded: () => this.end('You are back in the audience: the host ended your turn.'),
-    });
-    this.el.remoteAudio.srcObject = this.session.remoteStream;
-    this.el.remoteAudio.play().catch(() => {});
-    // the live stage replaces the program (seconds behind) in this listener's ears; the program
-    // keeps playing, so going back needs no reload and leaves no gap
-    this.wasProgramMuted = this.program.muted;
-    this.program.muted = true;
-    this.meter.start(this.stream);
-    this.setMuted(false);
-    this.el.offer.hidden = true;
-    this.el.live.hidden = false;
-    this.anchor.hidden = true;
-    this.say('Listeners hear you now, and you hear the other speakers.', 'success');
+  // StagePanel went on stage or back (or a join failed: still in the audience, offer shown).
+  changed() {
+    const isOnStage = Boolean(this.panel.session);
+    if (isOnStage && !this.isOnStage) this.entered();
+    this.isOnStage = isOnStage;
     this.onChange();
   }
 
-  // On stage the hand has done its work: lower it quietly (the host's queue moves on).
+  // On stage: the hand has done its work, and the live stage (the mix-minus) replaces the program
+  // (seconds behind) in this listener's ears; the program keeps playing, muted, so going back
+  // needs no reload and leaves no gap.
+  entered() {
+    this.lowerHand();
+    this.wasProgramMuted = this.program.muted;
+    this.program.muted = true;
+    this.anchor.hidden = true;
+  }
+
+  // Lower the hand quietly (the host's queue moves on).
   lowerHand() {
     if (!this.reactions.isHandRaised) return;
     this.reactions.send('hand', undefined, 'DELETE').catch(() => {});
@@ -173,61 +158,23 @@ export class StageJoin {
     this.reactions.renderHand();
   }
 
-  toggleMute() {
-    const track = this.stream && this.stream.getAudioTracks()[0];
-    if (track) this.setMuted(track.enabled);
-  }
-
-  setMuted(isMuted) {
-    const track = this.stream && this.stream.getAudioTracks()[0];
-    if (track) track.enabled = !isMuted;
-    this.el.mute.textContent = isMuted ? 'Unmute' : 'Mute';
-    this.el.muteNote.textContent = isMuted ? 'Muted: nobody hears you' : '';
-    this.el.live.dataset.muted = String(isMuted);
-  }
-
-  async backToAudience() {
-    const session = this.session;
-    if (!session) return;
-    this.el.back.disabled = true;
-    try {
-      await session.leave();
-      this.end('You are back in the audience.');
-    } catch (error) {
-      this.end('You are back in the audience, but the server did not confirm it.', describeError(error));
-    } finally {
-      this.el.back.disabled = false;
-    }
-  }
-
   // Off the stage (left, removed, lost, space ended): the program is heard again, and the hand's
   // row says what happened.
-  end(text, detail = '') {
-    this.stopWatching();
-    this.stopWatching = () => {};
-    if (this.session) this.session.close();
-    this.session = null;
+  ended(text) {
+    this.isOnStage = false;
     this.invite = null; // raising the hand again asks the host again
-    this.releaseMicrophone();
-    this.el.remoteAudio.srcObject = null;
     this.program.muted = this.wasProgramMuted;
     this.el.box.hidden = true;
     this.anchor.hidden = false;
-    this.say('');
-    this.reactions.note(detail ? `${text} ${detail}` : text);
-    this.onChange();
+    this.panel.say('');
+    this.reactions.note(text);
   }
 
-  releaseMicrophone() {
-    this.meter.stop();
-    if (this.stream) this.stream.getTracks().forEach((track) => track.stop());
-    this.stream = null;
-  }
-
-  // Called with every state.json: leave the stage when the space ends.
+  // Called with every state.json: leave the stage when the space ends or the host removed us;
+  // an offer lapses when the space is no longer live.
   observe(state) {
-    if (this.session && state.status === 'ended') this.end('This space has ended. Thank you for speaking!');
-    if (!this.session && state.status !== 'live' && this.invite) {
+    this.panel.observe(state);
+    if (!this.panel.session && state.status !== 'live' && this.invite) {
       this.invite = null;
       this.el.box.hidden = true;
     }

@@ -1,16 +1,26 @@
 // "Join the stage": the microphone, the WHIP session, the others' voices (the mix-minus), a level
-// meter, mute and leave. Used by the host page and the speaker page. When the origin restarts, the
+// meter, mute and leave. Used by the host page, the speaker page and, for a listener the host
+// invited from the hand queue, the listen page (stage-join.js). When the origin restarts, the
 // panel says "Reconnecting…" and publishes the same microphone track again (whip.js publishAgain);
 // when the server ends the session on purpose (removed, space ended), it leaves the stage.
-import { ApiError, describeError } from './api.js';
+import { ApiError, api, describeError } from './api.js';
 import { LevelMeter, openMicrophone } from './microphone.js';
 import { spaceUrls } from './space-url.js';
 import { publish, publishAgain, watchSession } from './whip.js';
 
 const DEFAULT_VOICES = 13;
+// state.json trails the origin by a second or two: after lifting a mute oneself, a state that still
+// says "muted" (not locked) is that lag, not a new mute, for this long
+const SELF_UNMUTE_GRACE_MS = 4000;
+// a session the server closed this soon before state.json says "ended" was closed by the end
+const ENDED_WITHIN_MS = 10000;
 // polls of state.json without our session (connection still up) before we publish again
 const MISSING_POLLS_TO_LEAVE = 2;
-const REMOVED_TEXT = 'You are no longer on the stage: the host removed you, or the connection dropped.';
+const TEXTS = {
+  removed: 'You are no longer on the stage: the host removed you, or the connection dropped.',
+  left: 'You left the stage.',
+  ended: 'This space has ended. Thank you for speaking!',
+};
 
 function stageFullMessage(detail) {
   const match = /allows (\d+) voices/.exec(detail || '');
@@ -23,6 +33,7 @@ const MESSAGES_BY_SLUG = {
   'credential-missing': 'This link has no invite in it. Ask the host for the full link.',
   'credential-invalid': 'This invite link is not valid. Check that you copied all of it.',
   'credential-wrong-space': 'This invite is for another space.',
+  'device-blocked': 'The host blocked this browser in this space: you cannot speak here.',
   'invite-revoked': 'The host withdrew this invite. Ask them for a new link.',
   'invite-used-up': 'This invite has already been used as many times as it allows.',
   'role-not-allowed': 'This link does not allow you to speak here.',
@@ -73,21 +84,52 @@ export function panelElements() {
   };
 }
 
+// "Muted by the host or a co-host": one of them took this voice out of the program (state.json
+// `stage[].muted`, which does not say who; only the host may mute a co-host). Shown under the
+// "You are on stage" line, with Unmute unless the mute is locked.
+function buildHostMute(live, onUnmute) {
+  const box = document.createElement('div');
+  box.id = 'host-mute';
+  box.className = 'notice moderation-notice';
+  box.setAttribute('role', 'status');
+  box.setAttribute('aria-live', 'polite');
+  box.hidden = true;
+  const text = document.createElement('span');
+  const unmute = document.createElement('button');
+  unmute.type = 'button';
+  unmute.className = 'btn btn-secondary btn-small';
+  unmute.textContent = 'Unmute';
+  unmute.addEventListener('click', onUnmute);
+  box.append(text, unmute);
+  const line = live.querySelector('.on-stage-line');
+  if (line) line.after(box);
+  else live.prepend(box);
+  return { box, text, unmute };
+}
+
 // elements: { join, idle, live, meter, mute, leave, message, remoteAudio, muteNote? }
 export class StagePanel {
   // bindJoin: false when the page starts join() itself (after checking a form);
-  // getMicrophoneOptions: what openMicrophone is given on join (the speak page's studio mode)
+  // getMicrophoneOptions: what openMicrophone is given on join (the speak page's studio mode);
+  // getEndpoint: the WHIP URL (default: the space's; an invited hand is given its own);
+  // onEnd(text): after leaving the stage, with what the panel says; texts: { removed?, left? }
   constructor({
     spaceId,
     token,
     elements,
     getName = () => '',
     onChange = () => {},
+    onEnd = () => {},
     bindJoin = true,
     getMicrophoneOptions = () => ({}),
+    getEndpoint = () => spaceUrls(spaceId).whip,
+    texts = {},
   }) {
     this.spaceId = spaceId;
     this.getMicrophoneOptions = getMicrophoneOptions;
+    this.getEndpoint = getEndpoint;
+    this.texts = { ...TEXTS, ...texts };
+    this.onEnd = onEnd;
     this.token = token;
     this.el = elements;
     this.getName = getName;
@@ -99,7 +141,12 @@ export class StagePanel {
     this.seenOnStage = false;
     this.isJoining = false;
     this.isReconnecting = false;
+    this.lastEnd = ''; // what the panel said when it last left the stage, and when
+    this.lastEndMs = -Infinity;
+    this.selfUnmutedMs = -Infinity;
+    this.mayUnmuteSelf = true; // false once refused: a shared link's holders ask the host
     this.stopWatching = () => {};
+    this.hostMute = buildHostMute(elements.live, () => this.unmuteSelf());
     if (bindJoin) elements.join.addEventListener('click', () => this.join());
     elements.mute.addEventListener('click', () => this.toggleMute());
     elements.leave.addEventListener('click', () => this.leave());
@@ -149,7 +196,7 @@ export class StagePanel {
       const [track] = this.stream.getAudioTracks();
       const name = this.getName().trim();
       const query = name ? `?name=${encodeURIComponent(name)}` : '';
-      this.session = await publish(spaceUrls(this.spaceId).whip + query, this.token, track);
+      this.session = await publish(this.getEndpoint() + query, this.token, track);
     } catch (error) {
       this.releaseMicrophone();
       const { message, detail } = describeJoinError(error);
@@ -176,7 +223,7 @@ export class StagePanel {
     this.seenOnStage = false;
     this.stopWatching = watchSession(session, {
       onLost: () => this.reconnect(),
-      onEnded: () => this.end(REMOVED_TEXT, 'error'),
+      onEnded: () => this.end(this.texts.removed, 'error'),
     });
     this.el.remoteAudio.srcObject = session.remoteStream;
     this.el.remoteAudio.play().catch(() => {});
@@ -234,9 +281,9 @@ export class StagePanel {
     this.el.leave.disabled = true;
     try {
       await session.leave();
-      this.end('You left the stage.');
+      this.end(this.texts.left);
     } catch (error) {
-      this.end('You left the stage, but the server did not confirm it.', 'error', describeError(error));
+      this.end(`${this.texts.left} The server did not confirm it.`, 'error', describeError(error));
     } finally {
       this.el.leave.disabled = false;
     }
@@ -249,8 +296,12 @@ export class StagePanel {
     this.session = null;
     this.releaseMicrophone();
     this.el.remoteAudio.srcObject = null;
+    this.hostMute.box.hidden = true;
     this.show(false);
     this.say(message, { kind, detail });
+    this.lastEnd = message;
+    this.lastEndMs = performance.now();
+    this.onEnd(detail ? `${message} ${detail}` : message);
     this.onChange();
   }
 
@@ -265,15 +316,64 @@ export class StagePanel {
     this.el.live.hidden = !isOnStage;
   }
 
-  // Called with every state.json: leave when the space ends or the host removed us.
+  renderHostMute(own) {
+    this.ownMember = own;
+    const isLagging = performance.now() - this.selfUnmutedMs < SELF_UNMUTE_GRACE_MS;
+    const isMuted = Boolean(own && own.muted) && (Boolean(own.locked) || !isLagging);
+    this.hostMute.box.hidden = !isMuted;
+    if (!isMuted) return;
+    this.el.message.hidden = true; // "Listeners hear you now" is no longer true
+    this.hostMute.box.dataset.kind = own.locked ? 'error' : 'info';
+    const who = own.role === 'speaker' ? 'the host or a co-host' : 'the host';
+    let text = `Muted by ${who}. Listeners do not hear you.`;
+    if (own.locked) text = `Muted by ${who}, and locked: only ${who} can unmute you.`;
+    else if (!this.mayUnmuteSelf) text = `Muted by ${who}. This link is shared: ask ${who} to unmute you.`;
+    this.hostMute.text.textContent = text;
+    this.hostMute.unmute.hidden = Boolean(own.locked) || !this.mayUnmuteSelf;
+  }
+
+  // A speaker may lift a mute that is not locked (POST …/stage/{session}/mute with their invite),
+  // unless they came in on a shared link (403: its holders are several people).
+  async unmuteSelf() {
+    const { box, text, unmute } = this.hostMute;
+    unmute.disabled = true;
+    try {
+      const path = `${spaceUrls(this.spaceId).api}/stage/${encodeURIComponent(this.sessionId)}/mute`;
+      await api(path, { method: 'POST', token: this.token, json: { muted: false } });
+      this.selfUnmutedMs = performance.now();
+      box.hidden = true;
+      this.onChange(); // the page reads the state again
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 403) {
+        this.mayUnmuteSelf = false;
+        this.renderHostMute(this.ownMember);
+      } else {
+        text.textContent = describeError(error);
+      }
+    } finally {
+      unmute.disabled = false;
+    }
+  }
+
+  // Called with every state.json: leave when the space ends or the host removed us; show a mute
+  // by the host or a co-host.
   observe(state) {
-    if (!this.session) return;
+    const stage = Array.isArray(state.stage) ? state.stage : [];
+    this.renderHostMute(this.session && stage.find((member) => member.id === this.sessionId));
+    if (!this.session) {
+      // the end of the space closes the connection before state.json says so: tell it plainly
+      const isRecent = performance.now() - this.lastEndMs < ENDED_WITHIN_MS;
+      if (state.status === 'ended' && this.lastEnd === this.texts.removed && isRecent) {
+        this.lastEnd = this.texts.ended;
+        this.say(this.texts.ended);
+      }
+      return;
+    }
     if (state.status === 'ended') {
-      this.end('This space has ended. Thank you for speaking!');
+      this.end(this.texts.ended);
       return;
     }
     if (this.isReconnecting) return; // off the stage until the new session is up
-    const stage = Array.isArray(state.stage) ? state.stage : [];
     const isOnStage = stage.some((member) => member.id === this.sessionId);
     if (isOnStage) {
       this.seenOnStage = true;

@@ -85,13 +85,17 @@ function forgetExpired(storage) {
 export class TicketKeeper {
   // `onStatus(text)` shows what a join is waiting for ('' once done): a proof-of-work, a queue
   // `onWaiting({ seconds, position })` while in the waiting room, `onWaiting(null)` once out
+  // `onBlocked(error)` once the gate refused this device (403 device-blocked): the host blocked it
+  // for the rest of the space, so the keeper asks no more (obtain() throws that error from then on)
   constructor(
     spaceId,
-    { storage = openStorage(), onStatus = () => {}, onWaiting = () => {} } = {},
+    { storage = openStorage(), onStatus = () => {}, onWaiting = () => {}, onBlocked = () => {} } = {},
   ) {
     this.spaceId = spaceId;
     this.onStatus = onStatus;
     this.onWaiting = onWaiting;
+    this.onBlocked = onBlocked;
+    this.blocked = null; // the ApiError of the refused join, once blocked
     this.queueUrl = `/live/${encodeURIComponent(spaceId)}/queue.json`;
     this.base = `/api/v1/spaces/${encodeURIComponent(spaceId)}`;
     this.key = `${KEY_PREFIX}${spaceId}`;
@@ -139,6 +143,7 @@ export class TicketKeeper {
   // The kept ticket, or a new one from one join (shared by everyone who asks meanwhile).
   // Throws the ApiError of a failed join; callers decide whether and when to try again.
   obtain() {
+    if (this.blocked) return Promise.reject(this.blocked);
     const record = this.current;
     if (record) {
       this.isUsedHere = true;
@@ -191,6 +196,10 @@ export class TicketKeeper {
           continue;
         }
         this.onWaiting(null);
+        if (error instanceof ApiError && error.slug === 'device-blocked') {
+          this.blocked = error;
+          this.onBlocked(error);
+        }
         // 401 challenge-required: the problem carries the challenge; solve it, then ask again
         const challenge = error instanceof ApiError && error.status === 401
           && error.slug === 'challenge-required' && error.problem && error.problem.challenge;
