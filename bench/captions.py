@@ -16,19 +16,14 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
-import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from importlib import util
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from scipy.signal import resample_poly
 
 from harness import (
@@ -37,27 +32,26 @@ from harness import (
     audio_check,
     create_space,
     percentiles,
-    process_tree,
     running_server,
     wait_for_segments,
     write_results,
 )
+from rostra.media.captions.playlist import CUES_LOG_NAME
+from rostra.media.captions.recognizer import moonshine_transcriber
 from rostra.media.captions.segmenter import RECOGNIZER_RATE_HZ, Segmenter, Utterance
 from rostra.media.codecs import SEGMENT_DURATION_S
 from rostra.media.hls.playlist import read_media_playlist
-from rostra.media.ice import restrict_ice_host_addresses
-from rostra.rehearse.speaker import PcmTrack
 from speech import SENTENCES_A, SENTENCES_B, synthesize
 
+# isort: split
+# after harness, which puts the repository's root on the path
+from tests.captions_check import VOICE, parse_cues, recognizer_pid, speak, word_error_rate
+
 TEXT = f"{SENTENCES_A} {SENTENCES_B}"
-# espeak-ng's American voice: the models are trained on American English
-VOICE = "en-us"
-RECOGNIZER = "rostra.media.captions.recognizer"
 POLL_S = 0.2
 QUIET_S = 10.0
 SETTLE_S = 8.0
 MAX_WAIT_S = 30.0
-CUE_RE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) --> (\d\d):(\d\d):(\d\d)\.(\d{3})$")
 # checked by listing the wheels (pip download --no-deps): only tokenizers and code, the weights
 # come from a model hub at run time
 NO_MODEL_IN_WHEEL = {
@@ -66,52 +60,10 @@ NO_MODEL_IN_WHEEL = {
 }
 
 
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z' ]", " ", text.lower().replace("-", " ")).split()
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    if util.find_spec("jiwer") is not None:
-        import jiwer
-
-        return float(jiwer.wer(" ".join(words(reference)), " ".join(words(hypothesis)) or "-"))
-    ref, hyp = words(reference), words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, 1):
-        previous, row[0] = row[0], i
-        for j, hyp_word in enumerate(hyp, 1):
-            previous, row[j] = (
-                row[j],
-                min(row[j] + 1, row[j - 1] + 1, previous + (ref_word != hyp_word)),
-            )
-    return row[-1] / len(ref)
-
-
 def utterances(pcm_48k: np.ndarray) -> list[Utterance]:
     samples = resample_poly(pcm_48k, 1, 3).astype(np.float32)
     segmenter = Segmenter()
     return segmenter.push(samples, 0.0) + segmenter.flush()
-
-
-def moonshine() -> Any:
-    import moonshine_cpp
-
-    model = moonshine_cpp.MoonshineModel()
-
-    def transcribe(samples: np.ndarray) -> str:
-        audio = np.ascontiguousarray(samples, dtype=np.float32)
-        text = ctypes.c_char_p(0)
-        moonshine_cpp.moonshine_lib.moonshine_transcribe(
-            model.model_handle,
-            audio.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-            audio.size,
-            ctypes.byref(text),
-        )
-        result = (text.value or b"").decode()
-        moonshine_cpp.moonshine_lib.moonshine_free_text(text)
-        return result
-
-    return transcribe
 
 
 def pocketsphinx() -> Any:
@@ -134,7 +86,8 @@ def offline(pcm_48k: np.ndarray) -> dict[str, Any]:
     pieces = utterances(pcm_48k)
     audio_s = pcm_48k.size / 48_000
     figures: dict[str, Any] = {"audio_s": round(audio_s, 2), "utterances": len(pieces)}
-    for name, load in (("moonshine-cpp (base-en)", moonshine), ("pocketsphinx", pocketsphinx)):
+    loads = (("moonshine-cpp (base-en)", moonshine_transcriber), ("pocketsphinx", pocketsphinx))
+    for name, load in loads:
         started = time.process_time()
         transcribe = load()
         load_s = time.process_time() - started
@@ -150,55 +103,6 @@ def offline(pcm_48k: np.ndarray) -> dict[str, Any]:
         print(f"{name}: WER {figures[name]['word_error_rate']}, {cpu_s / audio_s:.3f} CPU s/s")
     figures["not_measured"] = NO_MODEL_IN_WHEEL
     return figures
-
-
-async def speak(server: Server, space: dict[str, Any], pcm: np.ndarray) -> float:
-    """Publish `pcm` as a speaker until it has been said; the wall time of the WHIP POST."""
-    restrict_ice_host_addresses(["127.0.0.1"])
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    track = PcmTrack(pcm, then_silence_s=1.0)
-    pc.addTransceiver(track, direction="sendrecv")
-    await pc.setLocalDescription(await pc.createOffer())
-    token = space["speaker_invite_url"].split("invite=")[1]
-    async with httpx.AsyncClient(timeout=30) as client:
-        posted_at = time.time()
-        answer = await client.post(
-            f"{server.whip_base}/whip/{space['id']}",
-            content=pc.localDescription.sdp.encode(),
-            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
-        )
-    if answer.status_code != 201:
-        raise RuntimeError(f"WHIP refused: {answer.status_code} {answer.text[:200]}")
-    try:
-        await pc.setRemoteDescription(RTCSessionDescription(answer.text, "answer"))
-        await asyncio.sleep(track.duration_s + 0.5)
-    finally:
-        await pc.close()
-    return posted_at
-
-
-def parse_cues(document: str) -> list[tuple[float, float, str]]:
-    lines = document.splitlines()
-    found = []
-    for index, line in enumerate(lines):
-        match = CUE_RE.match(line)
-        if match:
-            values = [int(group) for group in match.groups()]
-            start = values[0] * 3600 + values[1] * 60 + values[2] + values[3] / 1000
-            end = values[4] * 3600 + values[5] * 60 + values[6] + values[7] / 1000
-            found.append((start, end, lines[index + 1]))
-    return found
-
-
-def recognizer_pid(server: Server) -> int:
-    for pid in process_tree(server.process.pid):
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if RECOGNIZER in command:
-            return pid
-    raise RuntimeError("no recognizer process under the server")
 
 
 def watch_cues(
@@ -239,7 +143,10 @@ def live(pcm: np.ndarray) -> dict[str, Any]:
         space_id = space["id"]
         asyncio.run(wait_for_segments(f"{server.url}/live/{space_id}/audio.m3u8"))
         time.sleep(1.0)
-        meter = CpuMeter(recognizer_pid(server))
+        pid = recognizer_pid(server.process.pid)
+        if pid is None:
+            raise RuntimeError("no recognizer process under the server")
+        meter = CpuMeter(pid)
         with meter.window() as quiet:
             time.sleep(QUIET_S)
         seen: dict[tuple[float, float, str], float] = {}
@@ -247,7 +154,7 @@ def live(pcm: np.ndarray) -> dict[str, Any]:
         watcher = threading.Thread(target=watch_cues, args=(server, space_id, seen, is_spoken))
         watcher.start()
         with meter.window() as speaking:
-            posted_at = asyncio.run(speak(server, space, pcm))
+            posted_at = asyncio.run(speak(server.whip_base, space, pcm))
         is_spoken.set()
         watcher.join()
         sequence, date_time = timeline(server, space_id)
@@ -267,6 +174,7 @@ def live(pcm: np.ndarray) -> dict[str, Any]:
         )
         program = audio_check.decode(recording)
         stopped = [line for line in server.log().splitlines() if "captions stopped" in line]
+        log_bytes = (directory / CUES_LOG_NAME).stat().st_size
     cues = sorted(seen)
     text = " ".join(cue[2] for cue in cues)
 
@@ -286,6 +194,8 @@ def live(pcm: np.ndarray) -> dict[str, Any]:
         "word_error_rate": round(word_error_rate(TEXT, text), 3),
         "text": text,
         "cues": len(cues),
+        # the space's captions.jsonl, which grows with what is said (the rest is bounded)
+        "cues_log_kb_per_hour_of_speech": round(log_bytes / 1000 * 3600 / speech_s, 1),
         "first_cue_after_post_s": round(wall(cues[0][0]) - posted_at, 3) if cues else None,
         "cue_start_minus_program_utterance_start_s": percentiles(offsets),
         "cue_readable_after_its_words_s": percentiles(availability),

@@ -104,3 +104,15 @@ def test_timestamps_and_cues_are_validated() -> None:
         Cue(1.0, 2.0, "  \n ")
     with pytest.raises(ValueError, match="finite"):
         timestamp(float("nan"))
+
+
+def test_recognized_text_with_control_characters_stays_one_clean_cue() -> None:
+    cue = Cue(1.0, 2.0, "bell\x07 nul\x00 escape\x1b[31m lone\ud800 line\u2028break\x1cend")
+    document = webvtt_document([cue])
+    assert (
+        document
+        == "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nbell nul escape[31m lone line break end\n"
+    )
+    document.encode("utf-8")  # writable as the file it becomes
+    with pytest.raises(ValueError, match="some text"):
+        Cue(1.0, 2.0, "\x00\x07 \ud800")

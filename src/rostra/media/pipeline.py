@@ -249,7 +249,8 @@ class SpacePipeline:
         written; otherwise (suspend) the next start continues the live playlist.
 
         Blocking (joins threads, writes files) for at most MIXER_STOP_TIMEOUT_S +
-        `stop_timeout_s`: call it from a worker thread, not the loop. No remux here: the origin
+        `stop_timeout_s`, plus the captions' last utterance (bounded, see CaptionWorker.stop)
+        when they are on: call it from a worker thread, not the loop. No remux here: the origin
         runs `remux_recording` afterwards, in the background.
         """
         self._stopping.set()
@@ -262,10 +263,10 @@ class SpacePipeline:
             self._encoder_thread.join(timeout=self._stop_timeout_s)
             if self._encoder_thread.is_alive():
                 log.warning("encoder thread still running after stop", extra=self._log_fields())
-        if self.captions is not None:
-            self.captions.stop(is_ending=is_ending)
         self.publish(self.adts.close)
         self.publish(self.opus.close)
+        if self.captions is not None:  # after the streams: their listeners never wait on it
+            self.captions.stop(is_ending=is_ending)
 
     def _put_end(self, program_queue: queue.Queue[_ProgramItem], end: _EndOfProgram) -> None:
         """Never blocks: a full queue loses its oldest frame to make room for the end."""

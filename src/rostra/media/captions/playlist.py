@@ -10,18 +10,9 @@ import re
 from collections.abc import Sequence
 
 from rostra.media.hls.playlist import SegmentRef, media_playlist
-from rostra.media.hls.replay import CAPTIONS_PLAYLIST_NAME
 
-__all__ = [
-    "CAPTIONS_PLAYLIST_NAME",
-    "CUES_LOG_NAME",
-    "LIVE_DOCUMENT_NAME",
-    "REPLAY_DOCUMENT_NAME",
-    "SUBTITLE_SEGMENT_NAME_RE",
-    "subtitle_segment_name",
-    "subtitles_playlist",
-]
-
+# the subtitles rendition's media playlist, which the live multivariant playlist names
+CAPTIONS_PLAYLIST_NAME = "captions.m3u8"
 SUBTITLE_SEGMENT_NAME_RE = re.compile(r"^captions_(\d{6})\.vtt$")
 # the last minutes as one document, every cue of the space (one JSON line each), and the
 # replay's document, made from those lines when the space ends

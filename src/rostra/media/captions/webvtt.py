@@ -8,6 +8,7 @@ time, where segment n starts at n × 1.024 s.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ MAX_CUE_CHARS = 200
 _SECONDS_PER_HOUR = 3600
 _SECONDS_PER_MINUTE = 60
 _MS_PER_S = 1000
+# control characters (those that are whitespace part words first) and lone surrogates
+_UNPRINTABLE = frozenset({"Cc", "Cs"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +52,14 @@ def timestamp(seconds: float) -> str:
 
 
 def cue_text(text: str) -> str:
-    """One line of plain text: whitespace collapsed, bounded, and `&`, `<`, `>` escaped, so no
-    recognized word can open a tag or end the cue (`-->` cannot survive)."""
-    line = " ".join(text.split())[:MAX_CUE_CHARS]
+    """One line of plain text: whitespace collapsed, control characters and lone surrogates
+    dropped, bounded, and `&`, `<`, `>` escaped, so no recognized word can open a tag, end the
+    cue (`-->` cannot survive) or make the file unwritable."""
+    words = (
+        "".join(c for c in word if unicodedata.category(c) not in _UNPRINTABLE)
+        for word in text.split()
+    )
+    line = " ".join(word for word in words if word)[:MAX_CUE_CHARS]
     return line.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

@@ -4,7 +4,7 @@ restarts it when it dies, bounds the queue to it (dropping audio, never blocking
 and stops it in bounded time.
 
 Media plane. `feed` is called by the encoder thread and never waits; the rest runs in this
-worker's two threads and its child process.
+worker's threads (writer, reader, watchdog) and its child process.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ RESTART_BACKOFF_S = 1.0
 MAX_RESTART_BACKOFF_S = 30.0
 # a recognizer that ran this long without dying earns the shortest backoff again
 STABLE_AFTER_S = 60.0
+# a recognizer that has been given audio and said nothing for this long is hung: it is killed
+# (the writer, blocked on a full pipe, is freed) and started again. A working one speaks at
+# least once per utterance (5 s of speech at most) and per chunk of quiet.
+HUNG_AFTER_S = 30.0
+WATCH_S = 1.0
 QUEUE_POLL_S = 0.5
 # at the end: the recognizer finishes its last utterance (5 s of speech at most) within this;
 # at a restart of the server (the space goes on) it gets less, so a stop stays short
@@ -100,6 +105,7 @@ class CaptionWorker:
         anchor: Anchor,
         on_fault: FaultSink = _log_fault,
         command: Sequence[str] = RECOGNIZER_COMMAND,
+        hung_after_s: float = HUNG_AFTER_S,
     ) -> None:
         self.store = CaptionStore(
             directory,
@@ -126,8 +132,16 @@ class CaptionWorker:
         self._started_at_s = 0.0
         self.restarts = 0
         self.dropped_chunks = 0
+        self._hung_after_s = hung_after_s
+        # monotonic: the first chunk given to the child since it last said anything (0: none)
+        self._awaiting_since_s = 0.0
+        self._stopping = threading.Event()
         self._writer = threading.Thread(target=self._run_writer, name="captions", daemon=True)
         self._writer.start()
+        self._watchdog = threading.Thread(
+            target=self._run_watchdog, name="captions-watchdog", daemon=True
+        )
+        self._watchdog.start()
 
     @property
     def fed_end_s(self) -> float:
@@ -165,6 +179,7 @@ class CaptionWorker:
             except queue.Full:
                 self._drop_oldest()
         self._writer.join(timeout=self._end_wait_s + 2 * KILL_WAIT_S)
+        self._stopping.set()  # the watchdog watched the last utterance too
         self.store.finish(is_ending=is_ending, fed_end_s=self.fed_end_s)
         log.info(
             "captions stopped",
@@ -193,18 +208,39 @@ class CaptionWorker:
             if chunk is None:
                 self._end_process()
                 return
-            process = self._alive_process()
-            if process is None or process.stdin is None:
-                self.dropped_chunks += 1
-                continue
-            start_s, samples = chunk
             try:
-                process.stdin.write(CHUNK_HEADER.pack(start_s, samples.size))
-                process.stdin.write(samples.astype("<f4").tobytes())
-                process.stdin.flush()
-            except OSError as error:  # the process died under us: restarted on the next chunk
+                self._write(chunk)
+            except Exception as error:  # noqa: BLE001 - this thread must outlive any one chunk
                 self._on_fault(CAPTIONS, error)
-            self.store.advance(-1.0, fed_end_s=self.fed_end_s)
+
+    def _write(self, chunk: _Chunk) -> None:
+        process = self._alive_process()
+        if process is None or process.stdin is None:
+            self.dropped_chunks += 1
+            return
+        start_s, samples = chunk
+        if not self._awaiting_since_s:
+            self._awaiting_since_s = time.monotonic()
+        try:
+            process.stdin.write(CHUNK_HEADER.pack(start_s, samples.size))
+            process.stdin.write(samples.astype("<f4").tobytes())
+            process.stdin.flush()
+        except OSError as error:  # the process died under us: restarted on the next chunk
+            self._on_fault(CAPTIONS, error)
+        self.store.advance(-1.0, fed_end_s=self.fed_end_s)
+
+    # --- the watchdog thread: a recognizer alive but silent is killed ------------------------
+    def _run_watchdog(self) -> None:
+        while not self._stopping.wait(WATCH_S):
+            process = self._process
+            if process is None or process.poll() is not None:
+                continue
+            since_s = self._awaiting_since_s
+            silent_s = time.monotonic() - since_s
+            if since_s and silent_s > self._hung_after_s:
+                log.warning("recognizer hung", extra={"silent_s": round(silent_s, 1)})
+                self._on_fault(CAPTIONS, RuntimeError(f"recognizer silent for {silent_s:.0f} s"))
+                process.kill()
 
     def _alive_process(self) -> subprocess.Popen[bytes] | None:
         process = self._process
@@ -241,6 +277,7 @@ class CaptionWorker:
             self.restarts += 1
         self._started_at_s = now_s
         self._process = process
+        self._awaiting_since_s = 0.0
         self._ended.clear()
         self._reader = threading.Thread(
             target=self._run_reader, args=(process.stdout,), name="captions-reader", daemon=True
@@ -273,13 +310,14 @@ class CaptionWorker:
         for line in stdout:
             try:
                 message = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue  # a native library's own print: not ours
+            self._awaiting_since_s = 0.0
             if not isinstance(message, dict):
                 continue
             try:
                 self._handle(message)
-            except (ValueError, TypeError) as error:
+            except Exception as error:  # noqa: BLE001 - one bad line never ends the captions
                 self._on_fault(CAPTIONS, error)
         stdout.close()
 

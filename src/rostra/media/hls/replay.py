@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rostra.media.audio import SAMPLE_RATE_HZ
+from rostra.media.captions.playlist import CAPTIONS_PLAYLIST_NAME
 from rostra.media.codecs import (
     AAC_FRAME_SAMPLES,
     SEGMENT_DURATION_S,
@@ -34,7 +35,6 @@ _TRUN_COUNT_OFFSET = 8
 _TRUN_COUNT_BYTES = 4
 # moof, mfhd, traf, tfhd, tfdt and the trun's head fit well within this
 _HEAD_BYTES = 512
-CAPTIONS_PLAYLIST_NAME = "captions.m3u8"
 CAPTIONS_RENDITION = SubtitlesRendition(CAPTIONS_PLAYLIST_NAME, name="English", language="en")
 
 

@@ -44,6 +44,8 @@ export class CaptionsView {
     this.audio = audio;
     this.isReplay = isReplay;
     this.timer = 0;
+    // each toggle starts a new round of polls; one still awaiting its fetch then ends
+    this.round = 0;
     this.lastText = '';
     this.changedAt = 0;
     this.replayCues = null;
@@ -105,11 +107,12 @@ export class CaptionsView {
     this.button.textContent = this.isOn ? 'Hide captions' : 'Show captions';
     this.line.hidden = !this.isOn;
     clearTimeout(this.timer);
-    if (this.isOn) this.poll();
+    this.round += 1;
+    if (this.isOn) this.poll(this.round);
   }
 
-  async poll() {
-    if (!this.isOn) return;
+  async poll(round) {
+    if (!this.isOn || round !== this.round) return;
     if (document.visibilityState === 'visible') {
       try {
         if (this.isReplay()) {
@@ -122,7 +125,10 @@ export class CaptionsView {
         // the next poll tries again
       }
     }
-    if (!this.isReplay() || !this.replayCues) this.timer = setTimeout(() => this.poll(), POLL_MS);
+    if (round !== this.round) return;
+    if (!this.isReplay() || !this.replayCues) {
+      this.timer = setTimeout(() => this.poll(round), POLL_MS);
+    }
   }
 
   showNewest(cues) {
