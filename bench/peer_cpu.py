@@ -69,14 +69,14 @@ class LoadWindow:
         }
 
 
-def _tree_cpu_s(pid: int) -> tuple[float, list[str]]:
+def tree_cpu_s(pid: int) -> tuple[float, list[str]]:
     samples = [s for p in process_tree(pid) if (s := process_sample(p)) is not None]
     return sum(s["cpu_s"] for s in samples), [s["command"][:80] for s in samples]
 
 
 def _trees_cpu_s(pids: tuple[int, ...]) -> tuple[float, list[str]]:
     """Several servers' process trees together (an edge and the origin behind it)."""
-    trees = [_tree_cpu_s(pid) for pid in pids]
+    trees = [tree_cpu_s(pid) for pid in pids]
     return sum(cpu for cpu, _ in trees), [command for _, commands in trees for command in commands]
 
 

@@ -274,17 +274,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
         async def start_source() -> None:
             """The same PCM into Rostra (over WHIP) and into the peers, together."""
-            speaker = await asyncio.create_subprocess_exec(
-                *(sys.executable, str(SPEAKER_SCRIPT), space["speaker_invite_url"]),
-                *(str(source), str(spoken_path)),
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-            )
-            speakers.append(speaker)
-            assert speaker.stdout is not None
-            line = await asyncio.wait_for(speaker.stdout.readline(), SPEAKER_TIMEOUT_S)
-            if line.strip() != b"connected":
-                raise RuntimeError(f"the Rostra speaker did not connect: {line!r}")
+            await start_speaker(space["speaker_invite_url"], source, spoken_path, speakers)
             feeder.release()
 
         try:
@@ -314,6 +304,23 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "settings": settings(args),
         "definitions": DEFINITIONS,
     }
+
+
+async def start_speaker(
+    invite_url: str, source: Path, spoken_path: Path, speakers: list[asyncio.subprocess.Process]
+) -> None:
+    """peer_speaker.py sending `source` (PCM, .npy) into Rostra over WHIP, once it says it is
+    connected; added to `speakers` first, so that the caller stops it whatever happens."""
+    speaker = await asyncio.create_subprocess_exec(
+        *(sys.executable, str(SPEAKER_SCRIPT), invite_url, str(source), str(spoken_path)),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    speakers.append(speaker)
+    assert speaker.stdout is not None
+    line = await asyncio.wait_for(speaker.stdout.readline(), SPEAKER_TIMEOUT_S)
+    if line.strip() != b"connected":
+        raise RuntimeError(f"the Rostra speaker did not connect: {line!r}")
 
 
 async def stop_speaker(speaker: asyncio.subprocess.Process) -> None:
@@ -573,6 +580,12 @@ def print_table(result: dict[str, Any]) -> None:
             f"{cell(load.get('cpu_cores_per_1000_listeners'), 3):>10} "
             f"{cell(megabytes / 1e6 if megabytes else None, 1):>13} {cell(pesq):>8}"
         )
+    for name, figures in result["paths"].items():
+        if "connect_burst_s" in figures:
+            print(
+                f"{name:28} longest gap {cell(figures.get('longest_gap_s'))} s; on connect "
+                f"{cell(figures['connect_burst_s'])} s of audio beyond real time"
+            )
     for name, figures in result["paths"].items():
         if traffic := figures.get("hls_js_traffic"):
             print(

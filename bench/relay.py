@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -42,12 +41,13 @@ from harness import (
     write_results,
 )
 from marks import SAMPLE_RATE_HZ, Mark, MarkTrain, mark_train
-from peer_cpu import _tree_cpu_s, measure_load
+from peer_cpu import measure_load, tree_cpu_s
 from peer_paths import wait_mounts
 from peers import (
     ProgressiveProbe,
     latency_figures,
     source_pcm,
+    start_speaker,
     stop_speaker,
     wait_for_probes,
 )
@@ -60,9 +60,7 @@ from tests.icecast_server import IcecastServer, running_icecast
 NAME = "relay"
 LEAD_S = 6.0
 TAIL_S = 6.0
-SPEAKER_TIMEOUT_S = 60.0
 COUNT_SETTLE_S = 5.0
-SPEAKER_SCRIPT = Path(__file__).resolve().parent / "peer_speaker.py"
 FFMPEG_AAC, FFMPEG_OPUS = "/burst0.aac", "/burst0.opus"
 RTMP_ARGUMENTS = 9  # the ffmpeg feeder's RTMP output: -c:a aac -b:a B -flush_packets 1 -f flv URL
 
@@ -172,17 +170,7 @@ async def listen(
     np.save(source_path, pcm)
     try:
         await wait_for_probes(probes)
-        speaker = await asyncio.create_subprocess_exec(
-            *(sys.executable, str(SPEAKER_SCRIPT), space["speaker_invite_url"]),
-            *(str(source_path), str(spoken_path)),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-        )
-        speakers.append(speaker)
-        assert speaker.stdout is not None
-        line = await asyncio.wait_for(speaker.stdout.readline(), SPEAKER_TIMEOUT_S)
-        if line.strip() != b"connected":
-            raise RuntimeError(f"the Rostra speaker did not connect: {line!r}")
+        await start_speaker(space["speaker_invite_url"], source_path, spoken_path, speakers)
         feeder.release()
         print(f"  probes listening; {len(train.starts)} marks over {listen_s:.0f} s …", flush=True)
         await asyncio.sleep(listen_s)
@@ -235,10 +223,10 @@ def measure_load_all(
     relay_url = f"{relay.url}/{sid}.aac"
     state_url = f"{server.url}/live/{sid}/state.json"
     figures: dict[str, Any] = {}
-    rostra_start, _ = _tree_cpu_s(server.process.pid)
+    rostra_start, _ = tree_cpu_s(server.process.pid)
     started = time.monotonic()
     relay_idle = measure_load("progressive", relay_url, 0, args.idle_s, relay.process.pid)
-    rostra_idle_end, _ = _tree_cpu_s(server.process.pid)
+    rostra_idle_end, _ = tree_cpu_s(server.process.pid)
     idle_wall = time.monotonic() - started
     counted: list[int] = []
     sources: list[int] = []
@@ -262,7 +250,7 @@ def measure_load_all(
     finally:
         done.set()
         sampler.join()
-    rostra_end, processes = _tree_cpu_s(server.process.pid)
+    rostra_end, processes = tree_cpu_s(server.process.pid)
     rostra_wall = time.monotonic() - started
     figures["rostra_relay"] = relay_load.figures()
     figures["rostra_origin_cost"] = {
@@ -307,21 +295,26 @@ def cell(value: float | None, digits: int = 2) -> str:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    print(f"\n{'path':30} {'arrival p50 / p95 s':>20} {'marks':>7}")
+    print(f"\n{'path':30} {'arrival p50 / p95 s':>20} {'marks':>7} {'on connect s':>12}")
     for name, figures in result["latency"].items():
         latency = figures["latency_s"]
         marks = f"{figures['marks_matched']}/{figures['marks_sent']}"
         print(
             f"{name:30} {cell(latency.get('p50'), 3) + ' / ' + cell(latency.get('p95'), 3):>20}"
-            f" {marks:>7}"
+            f" {marks:>7} {cell(figures.get('connect_burst_s'), 2):>12}"
         )
     load = result["load"]
-    print(f"\n{'server under load':30} {'listeners':>9} {'cores':>7} {'cores/1000':>11}")
+    print(
+        f"\n{'server under load':30} {'listeners':>9} {'cores':>7} {'cores/1000':>11}"
+        f" {'MB/listener-h':>13}"
+    )
     for name in ("rostra_relay", "icecast_ffmpeg_burst_0"):
         figures = load[name]
+        megabytes = figures.get("bytes_per_listener_hour")
         print(
             f"{name:30} {figures['connected']:>9} {cell(figures['server_cores'], 3):>7} "
             f"{cell(figures['cpu_cores_per_1000_listeners'], 3):>11}"
+            f" {cell(megabytes / 1e6 if megabytes else None, 1):>13}"
         )
     origin = load["rostra_origin_cost"]
     print(
@@ -355,7 +348,9 @@ def main() -> None:
     result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     result["niceness"] = niceness
     print_table(result)
-    path = write_results(NAME, result, started_at=started_at)
+    print(f"  load average at end: {result['load_average_at_end']}")
+    # a quick run keeps its own file, so the full run's figures stay where docs/relays.md reads them
+    path = write_results(f"{NAME}_quick" if args.quick else NAME, result, started_at=started_at)
     print(f"wrote {path}")
 
 

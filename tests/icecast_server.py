@@ -4,11 +4,15 @@ Debian's icecast2 user, as Icecast refuses to run as root."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import socket
+import socketserver
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -170,3 +174,69 @@ def running_icecast(
             yield server
         finally:
             server.stop()
+
+
+TRICKLE_LIMIT_S = 30.0  # a slow answer's end, so its thread ends with the test
+
+
+class _ThreadingServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+
+
+class HostileIcecast:
+    """A loopback server that answers as a broken or hostile Icecast would, chosen by path: the
+    status of a relay URL `{url}/deep` is JSON nested 200,000 deep, of `/huge` a valid status over
+    2 MiB, of `/slow` one byte every 0.2 s, of `/good` `good_status`; a source (PUT) is answered
+    with a 70 KiB head that never ends. `sources` counts the PUTs."""
+
+    def __init__(self, good_status: bytes = b'{"icestats":{}}') -> None:
+        self.good_status = good_status
+        self.sources = 0
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                with contextlib.suppress(OSError):  # the client gave up: that is the point
+                    outer._answer(self.request)
+
+        self._server = _ThreadingServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> HostileIcecast:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _answer(self, connection: socket.socket) -> None:
+        connection.settimeout(5)
+        head = b""
+        while b"\r\n\r\n" not in head and len(head) < 16384:
+            chunk = connection.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        method, path, *_ = [*head.split(b"\r\n", 1)[0].decode("latin-1").split(" "), "", ""]
+        if method == "PUT":
+            self.sources += 1
+            connection.sendall(b"HTTP/1.0 200 OK\r\nX-Flood: " + b"x" * 70 * 1024)
+            return
+        ok = b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n"
+        if path.startswith("/deep/"):
+            connection.sendall(ok + b"[" * 200_000)
+        elif path.startswith("/huge/"):
+            connection.sendall(ok + b" " * (2 * 1024 * 1024) + self.good_status)
+        elif path.startswith("/slow/"):
+            connection.sendall(ok)
+            deadline = time.monotonic() + TRICKLE_LIMIT_S
+            while time.monotonic() < deadline:
+                connection.sendall(b" ")
+                time.sleep(0.2)
+        elif path.startswith("/good/"):
+            connection.sendall(ok + self.good_status)
+        else:
+            connection.sendall(b"HTTP/1.0 404 Not Found\r\n\r\n")

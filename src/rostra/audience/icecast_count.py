@@ -26,6 +26,7 @@ POLL_INTERVAL_S = 3.0
 POLL_TIMEOUT_S = 2.0
 MAX_STATUS_BYTES = 1024 * 1024
 MAX_MOUNTS = 10_000
+MAX_LISTENERS = 10_000_000  # a figure above this on one mount is not a count: skipped
 STATUS_PATH = "/status-json.xsl"
 KINDS = ("aac", "opus")
 
@@ -44,7 +45,7 @@ def parse_status(body: bytes) -> dict[str, int]:
             continue
         path = urlsplit(str(source.get("listenurl", ""))).path
         listeners = source.get("listeners", 0)
-        if path and isinstance(listeners, int) and listeners >= 0:
+        if path and type(listeners) is int and 0 <= listeners <= MAX_LISTENERS:
             counts[path] = counts.get(path, 0) + listeners
     return counts
 
@@ -84,7 +85,9 @@ class IcecastCount:
 
     async def _read(self, client: httpx.AsyncClient, url: str) -> dict[str, int]:
         try:
-            async with client.stream("GET", url) as response:
+            # the whole answer within the timeout: httpx's own applies to each read, which a
+            # status trickled a byte at a time would never hit
+            async with asyncio.timeout(POLL_TIMEOUT_S), client.stream("GET", url) as response:
                 response.raise_for_status()
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
@@ -92,15 +95,21 @@ class IcecastCount:
                     if len(body) > MAX_STATUS_BYTES:
                         raise ValueError(f"status larger than {MAX_STATUS_BYTES} bytes")
             counts = parse_status(bytes(body))
-        except (httpx.HTTPError, ValueError, AttributeError) as error:
-            if not self._is_down.get(url):
-                log.warning(
-                    "icecast status unreadable: its listeners are not counted until it answers",
-                    extra={"url": url, "error": str(error)[:200]},
-                )
-            self._is_down[url] = True
-            return {}
+        except TimeoutError:
+            return self._unreadable(url, f"no whole answer within {POLL_TIMEOUT_S} s")
+        except (httpx.HTTPError, ValueError, AttributeError, RecursionError) as error:
+            # RecursionError: JSON nested deeper than the parser goes
+            return self._unreadable(url, f"{type(error).__name__}: {error}")
         with contextlib.suppress(KeyError):
             if self._is_down.pop(url):
                 log.info("icecast status readable again", extra={"url": url})
         return counts
+
+    def _unreadable(self, url: str, error: str) -> dict[str, int]:
+        if not self._is_down.get(url):
+            log.warning(
+                "icecast status unreadable: its listeners are not counted until it answers",
+                extra={"url": url, "error": error[:200]},
+            )
+        self._is_down[url] = True
+        return {}

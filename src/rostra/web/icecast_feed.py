@@ -5,6 +5,8 @@ Web plane (one listener worker). The feeder runs in a listener worker, not in th
 origin it is one more progressive feed per mount, the path it already serves to every worker with
 a bounded queue, so an Icecast that stalls or vanishes can cost the speakers nothing. One worker
 of the machine feeds (it holds a lock file in the run folder; if it dies, another takes over).
+It joins the origin client and the space store, so it sits here beside `feeds.py`, the workers'
+other reader of the origin's feeds, not in media/ (which may import neither).
 
 The source protocol is Icecast 2.4's HTTP PUT: Basic auth, `Content-Type`, `ice-name`,
 `ice-public: 0`, `Expect: 100-continue`, and then a body without a length that lasts as long as
@@ -129,10 +131,10 @@ class MountFeed:
             try:
                 await self._feed_once()
                 error = "the origin ended the feed"
-            except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-                error = f"{type(exc).__name__}: {exc}"
             except (IcecastRefused, SpaceNotLive, httpx.HTTPError, ValueError) as exc:
                 error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - sockets, timeouts and the unforeseen alike:
+                error = f"{type(exc).__name__}: {exc}"  # logged and retried, no feed dies unseen
             if time.monotonic() - started >= HEALTHY_AFTER_S:
                 delay_s, failures = BACKOFF_MIN_S, 0
             failures += 1
@@ -216,16 +218,17 @@ class IcecastFeeder:
     async def _take_lock(self) -> int:
         self._lock_path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        while True:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                await asyncio.sleep(LOCK_RETRY_S)
-                continue
-            except BaseException:
-                os.close(descriptor)
-                raise
-            return descriptor
+        try:
+            while True:
+                try:
+                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    await asyncio.sleep(LOCK_RETRY_S)
+                    continue
+                return descriptor
+        except BaseException:  # cancelled while waiting, too: no descriptor left behind
+            os.close(descriptor)
+            raise
 
     async def _follow(self) -> None:
         try:
