@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,13 +73,31 @@ def _estimate(blob: bytes | None) -> int:
     return round(float(datasketches.hll_sketch.deserialize(blob).get_estimate()))
 
 
+WAL_RETRY_S = 0.01
+
+
+def enable_wal(db: sqlite3.Connection, timeout_s: float) -> None:
+    """Turn WAL on. Two processes opening a new file together may be told "database is locked"
+    at once, the busy timeout not waited out (SQLite does not wait while changing the journal
+    mode): tried again until `timeout_s` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(WAL_RETRY_S)
+
+
 def open_database(path: Path, busy_timeout_s: float, schema: str) -> sqlite3.Connection:
     """A connection in autocommit mode with WAL on; the schema made if missing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(
         str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
     )
-    db.execute("PRAGMA journal_mode=WAL")
+    enable_wal(db, busy_timeout_s)
     db.execute("PRAGMA synchronous=NORMAL")
     db.executescript(schema)
     return db

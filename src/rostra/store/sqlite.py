@@ -13,11 +13,14 @@ from pathlib import Path
 
 from rostra.errors import SpaceUnreadable
 from rostra.store.base import InviteRecord, SpaceRecord
+from rostra.store.presence_sqlite import enable_wal
 
 log = logging.getLogger(__name__)
 
 # the space store's file in the data folder, shared by every process of a server
 DATABASE_NAME = "rostra.sqlite3"
+# how long a write waits for another process's (and WAL for being turned on)
+SPACE_STORE_TIMEOUT_S = 5.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spaces (
@@ -127,9 +130,11 @@ class SqliteSpaceStore:
         if isinstance(path, Path):
             path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            str(path), timeout=SPACE_STORE_TIMEOUT_S, check_same_thread=False, isolation_level=None
+        )
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
+        enable_wal(self._db, SPACE_STORE_TIMEOUT_S)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._migrate()
