@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from itertools import pairwise
@@ -17,10 +18,12 @@ import numpy as np
 import pytest
 
 from rostra.clock import ManualClock, iso_utc
+from rostra.media import record
 from rostra.media.codecs import AAC_FRAME_SAMPLES, FRAMES_PER_SEGMENT, EncodedPacket
 from rostra.media.encode import AacEncoder
 from rostra.media.hls.packager import HlsPackager
 from rostra.media.hls.playlist import MediaPlaylist, read_media_playlist
+from rostra.media.hls.replay import replay_text
 from rostra.media.record import LIVE_PLAYLIST_NAME, REPLAY_PLAYLIST_NAME, segment_name
 
 WINDOW = 6
@@ -286,3 +289,49 @@ def test_two_hours_of_segments_keep_only_the_window_in_memory(
     assert playlist.segments[0].sequence_number == segments - WINDOW
     last = playlist.segments[-1].program_date_time
     assert last == start + timedelta(seconds=(segments - 1) * SEGMENT_S)
+
+
+def test_a_slow_disk_delays_the_recordings_fsync_never_the_live_playlist(
+    tmp_path: Path, packets: list[EncodedPacket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk is held (every fsync waits for the test): the live playlist lists each segment
+    all the same. Once the disk goes on, every segment is synced, in order, before `finish`
+    returns; one fsync that fails is reported and the next ones are made."""
+    disk_goes_on = threading.Event()
+    synced: list[str] = []
+
+    def held_fsync(path: Path) -> None:
+        disk_goes_on.wait(timeout=30)
+        if path.name == segment_name(1):
+            raise OSError(errno.EIO, "I/O error")
+        synced.append(path.name)
+
+    monkeypatch.setattr(record, "fsync_file", held_fsync)
+    clock = ManualClock()
+    faults = Faults()
+    packager = _new(tmp_path, clock, faults)
+
+    _feed(packager, clock, packets, 4 * FRAMES_PER_SEGMENT)
+
+    assert [s.uri for s in _live(tmp_path).segments] == [segment_name(n) for n in range(4)]
+    assert synced == []
+    disk_goes_on.set()
+    packager.finish(is_ending=True)
+    assert synced == [segment_name(n) for n in (0, 2, 3)]
+    assert [(part, getattr(e, "errno", None)) for part, e in faults.seen] == [
+        ("recorder", errno.EIO)
+    ]
+
+
+def test_a_segment_a_power_cut_left_empty_is_not_in_the_replay(
+    tmp_path: Path, packets: list[EncodedPacket]
+) -> None:
+    clock = ManualClock()
+    packager = _new(tmp_path, clock)
+    _feed(packager, clock, packets, 4 * FRAMES_PER_SEGMENT)
+    packager.finish(is_ending=True)
+    (tmp_path / segment_name(2)).write_bytes(b"")  # renamed into place, its data never synced
+
+    replay = read_media_playlist(replay_text(tmp_path) or "")
+
+    assert [s.uri for s in replay.segments] == [segment_name(n) for n in (0, 1, 3)]

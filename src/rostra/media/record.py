@@ -1,5 +1,8 @@
-"""The recording: every segment written and fsync'd as it is made, so a crash loses at most the
-segment in flight; the replay playlist and a single-file download are derived from those files.
+"""The recording: every segment written whole as it is made (a temporary name renamed over) and
+fsync'd right after on a thread of its own (`DiskSync`), so the live playlists never wait for the
+disk. A crash of the process loses at most the segment in flight (the kernel holds what was
+written); a power cut may also lose the few segments still queued for their fsync. The replay
+playlist and a single-file download are derived from those files.
 
 Media plane.
 """
@@ -7,9 +10,15 @@ Media plane.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import queue
 import re
+import threading
+from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 SEGMENT_NAME_RE = re.compile(r"^seg_(\d{6})\.m4s$")
 # an LL-HLS part of a segment: part_NNNNNN.K.m4s, apart from the recording's seg_NNNNNN.m4s
@@ -90,3 +99,81 @@ def recorded_segments(directory: Path, *, pattern: re.Pattern[str] = SEGMENT_NAM
         if match:
             numbers.append(int(match.group(1)))
     return sorted(numbers)
+
+
+def fsync_file(path: Path) -> None:
+    """Make a file already written (and renamed into place) durable: its data, then its folder's
+    entry. A file removed meanwhile has nothing left to keep."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+# segments waiting for their fsync at most: past it the writer syncs itself (back-pressure), so
+# a disk that cannot keep up slows the writer, as before, instead of queueing without end
+MAX_QUEUED_SYNCS = 8
+SYNC_CLOSE_S = 5.0
+
+
+class DiskSync:
+    """fsyncs written files on a thread of its own, in order, started at the first file and
+    stopped by `close`. A failure is reported to `on_error`; the thread goes on with the next."""
+
+    def __init__(
+        self,
+        name: str,
+        on_error: Callable[[BaseException], None],
+        *,
+        max_queued: int = MAX_QUEUED_SYNCS,
+    ) -> None:
+        self._name = name
+        self._on_error = on_error
+        self._max_queued = max_queued
+        self._queue: queue.Queue[Path | None] | None = None
+        self._thread: threading.Thread | None = None
+
+    def sync(self, path: Path) -> None:
+        """Queue `path` for its fsync; when the queue is full, fsync it now."""
+        if self._queue is None:
+            self._queue = queue.Queue(maxsize=self._max_queued)
+            self._thread = threading.Thread(
+                target=self._run, args=(self._queue,), name=f"sync-{self._name}", daemon=True
+            )
+            self._thread.start()
+        try:
+            self._queue.put_nowait(path)
+        except queue.Full:
+            self._sync_one(path)
+
+    def close(self, timeout_s: float = SYNC_CLOSE_S) -> None:
+        """fsync what is queued, then stop the thread (waiting `timeout_s` at most)."""
+        pending, thread = self._queue, self._thread
+        self._queue, self._thread = None, None
+        if pending is None or thread is None:
+            return
+        try:
+            pending.put(None, timeout=timeout_s)
+        except queue.Full:
+            log.warning("disk sync still busy at close", extra={"thread": thread.name})
+            return
+        thread.join(timeout_s)
+
+    def _run(self, pending: queue.Queue[Path | None]) -> None:
+        while (path := pending.get()) is not None:
+            self._sync_one(path)
+
+    def _sync_one(self, path: Path) -> None:
+        try:
+            fsync_file(path)
+        except Exception as error:  # noqa: BLE001 - reported; the next file is synced all the same
+            self._on_error(error)

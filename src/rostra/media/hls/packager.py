@@ -47,6 +47,7 @@ from rostra.media.hls.rendition import (
 from rostra.media.hls.replay import master_text, replay_text, segment_duration_s
 from rostra.media.record import (
     REPLAY_PLAYLIST_NAME,
+    DiskSync,
     delete_parts,
     delete_parts_before,
     recorded_segments,
@@ -110,6 +111,9 @@ class HlsPackager:
         self._on_fault = on_fault or _log_fault
         self._rendition = rendition
         self._lock = threading.Lock()
+        self._disk_sync = DiskSync(
+            rendition.playlist_name, lambda error: self._on_fault(RECORDER, error)
+        )
         if first_sequence is None:
             existing = recorded_segments(directory, pattern=rendition.segment_pattern)
             first_sequence = existing[-1] + 1 if existing else 0
@@ -195,6 +199,7 @@ class HlsPackager:
         playlist when the space ends (`is_ending`), else left open for the next run to continue."""
         if self._pending:
             self._cut()
+        self._disk_sync.close()  # the recording is durable before the space is said to end
         if self._window:
             self._write_live(is_ended=is_ending)
         if not is_ending or not self._rendition.is_recorded:
@@ -283,7 +288,9 @@ class HlsPackager:
         self._part_start = 0
         try:
             self._write_init()
-            write_durable(self._directory / name, data)
+            # whole at once under its name; durable a moment later (the live path never waits)
+            write_durable(self._directory / name, data, is_durable=False)
+            self._disk_sync.sync(self._directory / name)
         except OSError as error:
             # the name was never listed, so the next segment takes it; its date-time jumps
             self.segments_lost += 1

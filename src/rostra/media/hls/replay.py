@@ -58,7 +58,8 @@ def master_text(*, has_captions: bool = False) -> str:
 
 def replay_text(directory: Path) -> str | None:
     """A VOD playlist of every segment recorded in `directory`, or None if there are none."""
-    numbers = recorded_segments(directory)
+    # a segment a power cut caught before its fsync may be left empty: it holds no audio
+    numbers = [n for n in recorded_segments(directory) if _has_bytes(directory / segment_name(n))]
     if not numbers:
         return None
     # positions, not file numbers: a segment lost in a crash leaves no hole in the playlist; each
@@ -74,6 +75,13 @@ def replay_text(directory: Path) -> str | None:
         is_ended=True,
         is_vod=True,
     )
+
+
+def _has_bytes(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
 
 
 def segment_duration_s(path: Path, *, frame_samples: int = AAC_FRAME_SAMPLES) -> float:
