@@ -115,6 +115,7 @@ const WORKLET = WORKLET_SOURCE;
 window.benchMarks = [];
 window.benchErrors = [];
 window.benchStalls = [];
+const STALL_LOADS = 12;
 window.startBench = async (url, detector) => {
   const audio = document.getElementById('player');
   const context = new AudioContext({ latencyHint: 'interactive' });
@@ -148,7 +149,46 @@ window.startBench = async (url, detector) => {
     window.benchErrors.push(`${data.type}/${data.details}${data.fatal ? ' (fatal)' : ''}`);
   });
   startOnOpus(hls, Hls, (codec) => { window.benchRendition = codec; audio.play(); });
-  audio.addEventListener('waiting', () => { window.benchStalls.push(Date.now()); });
+  // what led to each stall: the last loads (parts, segments, playlists: when asked, when
+  // answered), where the buffer stood, and how late the page's main thread ran just before
+  const loads = [];
+  const noteLoad = (kind, name, stats) => {
+    const loading = stats && stats.loading;
+    const wall = (ms) => (ms ? Math.round(performance.timeOrigin + ms) : 0);
+    loads.push({ kind, name, asked_ms: wall(loading && loading.start),
+      answered_ms: wall(loading && loading.end), at_ms: Date.now() });
+    if (loads.length > STALL_LOADS) loads.shift();
+  };
+  hls.on(Hls.Events.FRAG_LOADED, (_event, data) => {
+    const part = data.part ? `.${data.part.index}` : '';
+    noteLoad('media', `${data.frag.sn}${part}`, (data.part || data.frag).stats);
+  });
+  hls.on(Hls.Events.LEVEL_LOADED, (_event, data) => {
+    const d = data.details || {};
+    noteLoad('playlist', `${d.lastPartSn ?? d.endSN}.${d.lastPartIndex ?? ''}`, data.stats);
+  });
+  const lags = [];
+  let tickAt = performance.now();
+  setInterval(() => {
+    const now = performance.now();
+    const atMs = Math.round(performance.timeOrigin + now);
+    lags.push({ at_ms: atMs, late_ms: Math.round(now - tickAt - 100) });
+    if (lags.length > 30) lags.shift();
+    tickAt = now;
+  }, 100);
+  window.benchStallDetails = [];
+  audio.addEventListener('waiting', () => {
+    const now = Date.now();
+    window.benchStalls.push(now);
+    const ranges = [];
+    for (let i = 0; i < audio.buffered.length; i += 1) {
+      ranges.push([audio.buffered.start(i), audio.buffered.end(i)]);
+    }
+    const recent = lags.filter((lag) => now - lag.at_ms < 3000).map((lag) => lag.late_ms);
+    window.benchStallDetails.push({ at_ms: now, current_s: audio.currentTime, buffered: ranges,
+      hls_latency_s: hls.latency, loads: loads.slice(),
+      main_thread_late_ms: Math.max(0, ...recent) });
+  });
   await context.resume();
   hls.loadSource(url);
   hls.attachMedia(audio);
@@ -190,6 +230,8 @@ class Heard:
     jumps_s: list[float] = field(default_factory=list)
     # the level the page's startOnOpus chose: 'opus', or 'first' (the AAC one) where MSE has no Opus
     rendition: str = ""
+    # per stall: the last loads (wall-clock ms asked / answered), the buffer, the main thread's lag
+    stall_details: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -250,7 +292,8 @@ class HlsPlayer:
             state = await page.evaluate(
                 "() => ({marks: window.benchMarks, stalls: window.benchStalls,"
                 " errors: window.benchErrors, jumps: window.benchJumps || [],"
-                " rendition: window.benchRendition || ''})"
+                " rendition: window.benchRendition || '',"
+                " stallDetails: window.benchStallDetails || []})"
             )
             results.append(
                 Heard(
@@ -260,6 +303,7 @@ class HlsPlayer:
                     latency_when_playing_s=latency,
                     jumps_s=[float(j) for j in state["jumps"]],
                     rendition=str(state["rendition"]),
+                    stall_details=list(state["stallDetails"]),
                 )
             )
         return results

@@ -308,6 +308,11 @@ def _hls_figures(sent: list[Mark], heard: list[Heard], player: HlsPlayer) -> dic
                 first <= t <= last + STALL_WINDOW_AFTER_LAST_MARK_S for t in page.stalls_at
             ),
             player_errors=page.errors[:20],
+            stall_details=[
+                d
+                for d in page.stall_details
+                if first <= d["at_ms"] / 1000 <= last + STALL_WINDOW_AFTER_LAST_MARK_S
+            ][:5],
         )
         pages.append(page_figures)
     text, bound, _ = TARGETS_S["hls"]
@@ -467,7 +472,14 @@ def main() -> None:
         default="nginx",
         help="the edge's engine with --edge; varnish writes latency_edge_varnish.json",
     )
+    parser.add_argument(
+        "--label",
+        default="",
+        help="appended to the results' name (a 5-minute run: --label 5min, latency_5min.json)",
+    )
     args = parser.parse_args()
+    if args.label and not args.label.replace("_", "").isalnum():
+        parser.error("--label is letters, digits and _ only")
     niceness = prioritize_clients(not args.same_priority)
     args.marks = max(args.marks, MIN_MARKS)
     args.hls_players = min(max(args.hls_players, 1), MAX_HLS_PLAYERS)
@@ -487,6 +499,8 @@ def main() -> None:
     name = NAME
     if args.edge:
         name = f"{NAME}_edge" if args.engine == "nginx" else f"{NAME}_edge_{args.engine}"
+    if args.label:
+        name = f"{name}_{args.label}"
     path = write_results(name, result, started_at=started_at)
     print(f"wrote {path}")
 
