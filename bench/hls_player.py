@@ -115,7 +115,7 @@ const WORKLET = WORKLET_SOURCE;
 window.benchMarks = [];
 window.benchErrors = [];
 window.benchStalls = [];
-const STALL_LOADS = 12;
+const STALL_LOADS = 16;
 window.startBench = async (url, detector) => {
   const audio = document.getElementById('player');
   const context = new AudioContext({ latencyHint: 'interactive' });
@@ -162,6 +162,13 @@ window.startBench = async (url, detector) => {
   hls.on(Hls.Events.FRAG_LOADED, (_event, data) => {
     const part = data.part ? `.${data.part.index}` : '';
     noteLoad('media', `${data.frag.sn}${part}`, (data.part || data.frag).stats);
+  });
+  // a part or segment asked for (its load may never finish: aborted, or still waiting)
+  hls.on(Hls.Events.FRAG_LOADING, (_event, data) => {
+    const part = data.part ? `.${data.part.index}` : '';
+    loads.push({ kind: 'asking', name: `${data.frag.sn}${part}`, asked_ms: Date.now(),
+      answered_ms: 0, at_ms: Date.now() });
+    if (loads.length > STALL_LOADS) loads.shift();
   });
   hls.on(Hls.Events.LEVEL_LOADED, (_event, data) => {
     const d = data.details || {};
