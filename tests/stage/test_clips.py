@@ -10,11 +10,11 @@ import pytest
 
 from rostra.clock import ManualClock
 from rostra.errors import ClipLimitReached, ClipNotFound, ClipOutsideRecording, ClipRateLimited
+from rostra.media.record import write_durable
 from rostra.stage.clips import (
     ClipBook,
     ClipLimits,
     ClipRecord,
-    _write_whole,
     check_limits,
     clip_space,
     made_by,
@@ -146,5 +146,5 @@ def test_a_failed_write_leaves_no_temporary_file_behind(tmp_path: Path) -> None:
     target.mkdir()
     (target / "inside").write_bytes(b"")  # a rename over a non-empty folder fails
     with pytest.raises(OSError, match=r"taken\.m4a"):
-        _write_whole(target, b"m4a")
+        write_durable(target, b"m4a")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.m4a"]

@@ -11,7 +11,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from rostra.clock import Clock
 from rostra.errors import ClipLimitReached, ClipNotFound, ClipRateLimited
+from rostra.media.record import write_durable
 
 CLIPS_FOLDER = "clips"
 INDEX_NAME = "index.json"
@@ -130,10 +130,10 @@ class ClipBook:
             now_s = self._clock.now().timestamp()
             check_limits(records, by, now_s, self.limits)
             clip_id = new_clip_id(space_id)
-            _write_whole(folder / f"{clip_id}.m4a", data)
+            write_durable(folder / f"{clip_id}.m4a", data)
             record = ClipRecord(clip_id, space_id, by, now_s, duration_s, end_s_ago, len(data))
             index = [asdict(r) for r in (*records, record)]
-            _write_whole(folder / INDEX_NAME, json.dumps(index).encode())
+            write_durable(folder / INDEX_NAME, json.dumps(index).encode())
         return record
 
     def records(self, space_id: str) -> list[ClipRecord]:
@@ -168,20 +168,3 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _write_whole(path: Path, data: bytes) -> None:
-    """Write to a temporary name, fsync, rename over: a reader sees no file or all of it."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with temporary.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(path)
-    except OSError:
-        # each clip's temporary name is new: on a full disk, none may stay behind to fill it;
-        # the first error is the one to report
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-        raise
