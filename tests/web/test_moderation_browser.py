@@ -111,6 +111,7 @@ def test_a_listener_blocked_by_their_hand_is_told_at_once_and_their_hand_goes_do
     assert listener.get_attribute("#hand", "aria-pressed") == "false"
     assert listener.locator("#hand").is_disabled()
     assert listener.locator(".reaction").first.is_disabled()
+    assert listener.get_by_text("Your hand is up").count() == 0  # no longer true
     listener.set_viewport_size(MOBILE)
     listener.screenshot(path=str(screenshots / "listen-blocked-390.png"), full_page=True)
     # the keeper asks the gate no more: no join or hand poll after the refusal

@@ -85,8 +85,9 @@ export class ReactionPanel {
     hand.disabled = !this.isOpen || this.isWaiting;
   }
 
-  // The gate lowers the hand when the listener leaves.
+  // The gate lowers the hand when the listener leaves (or is blocked): "your hand is up" goes too.
   lowerHand() {
+    if (this.isHandRaised) this.note('');
     this.isHandRaised = false;
     this.renderHand();
   }
