@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "rostra"
-FOUNDATION = {"errors", "ids", "clock", "config", "log", "ice_hosts", "__init__", "__main__"}
+FOUNDATION = {
+    "errors",
+    "ids",
+    "clock",
+    "config",
+    "log",
+    "ice_hosts",
+    "files",
+    "__init__",
+    "__main__",
+}
 ALLOWED = {
     "foundation": {"foundation"},
     "store": {"foundation", "store"},

@@ -10,7 +10,7 @@ import pytest
 
 from rostra.clock import ManualClock
 from rostra.errors import ClipLimitReached, ClipNotFound, ClipOutsideRecording, ClipRateLimited
-from rostra.media.record import write_durable
+from rostra.files import write_durable
 from rostra.stage.clips import (
     ClipBook,
     ClipLimits,

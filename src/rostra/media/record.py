@@ -9,7 +9,6 @@ Media plane.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import queue
@@ -62,30 +61,6 @@ def delete_parts_before(
         match = pattern.fullmatch(entry.name)
         if match and int(match.group(1)) < sequence_number:
             entry.unlink(missing_ok=True)
-
-
-def write_durable(path: Path, data: bytes, *, is_durable: bool = True) -> None:
-    """Write to a temporary name, fsync, rename over: readers see the old or the new file whole."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        with temporary.open("wb") as handle:
-            handle.write(data)
-            if is_durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        temporary.replace(path)
-    except OSError:
-        # a full disk must not also leave half a file behind to fill it further; the first
-        # error is the one to report, so a failing clean-up stays quiet
-        with contextlib.suppress(OSError):
-            temporary.unlink(missing_ok=True)
-        raise
-    if is_durable:
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
 
 
 def recorded_segments(directory: Path, *, pattern: re.Pattern[str] = SEGMENT_NAME_RE) -> list[int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rostra.clock import Clock
 from rostra.errors import ClipLimitReached, ClipNotFound, ClipRateLimited
-from rostra.media.record import write_durable
+from rostra.files import write_durable
 
 CLIPS_FOLDER = "clips"
 INDEX_NAME = "index.json"

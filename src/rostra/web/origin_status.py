@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rostra.media.record import write_durable
+from rostra.files import write_durable
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from rostra.files import write_durable
 from rostra.media.captions.playlist import (
     CAPTIONS_PLAYLIST_NAME,
     CUES_LOG_NAME,
@@ -26,7 +27,7 @@ from rostra.media.captions.playlist import (
 from rostra.media.captions.webvtt import Cue, webvtt_document, webvtt_segment
 from rostra.media.codecs import SEGMENT_DURATION_S, TARGET_DURATION_S
 from rostra.media.hls.playlist import SegmentRef
-from rostra.media.record import delete_parts_before, recorded_segments, write_durable
+from rostra.media.record import delete_parts_before, recorded_segments
 
 # the live document holds this much of the program
 LIVE_DOCUMENT_S = 300.0

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from rostra.clock import Clock, SystemClock
+from rostra.files import write_durable
 from rostra.media.audio import SAMPLE_RATE_HZ
 from rostra.media.codecs import (
     AAC_CODECS,
@@ -51,7 +52,6 @@ from rostra.media.record import (
     delete_parts,
     delete_parts_before,
     recorded_segments,
-    write_durable,
 )
 
 log = logging.getLogger(__name__)
