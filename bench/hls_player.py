@@ -116,6 +116,7 @@ window.benchMarks = [];
 window.benchErrors = [];
 window.benchStalls = [];
 const STALL_LOADS = 16;
+const HLS_LOG_LINES = 600;
 window.startBench = async (url, detector) => {
   const audio = document.getElementById('player');
   const context = new AudioContext({ latencyHint: 'interactive' });
@@ -124,7 +125,15 @@ window.startBench = async (url, detector) => {
   const node = new AudioWorkletNode(context, 'mark-detector', { processorOptions: detector });
   context.createMediaElementSource(audio).connect(node);
   node.connect(context.destination);
-  const hls = new Hls({ ...HLS_CONFIG, autoStartLoad: false });
+  // hls.js's own log (its LL-Part loading ON/OFF decisions among them): the last lines, for stalls
+  const logLines = [];
+  const keepLine = (level) => (...args) => {
+    logLines.push(`${Date.now()} ${level} ${args.map(String).join(' ').slice(0, 300)}`);
+    if (logLines.length > HLS_LOG_LINES) logLines.shift();
+  };
+  const debug = { trace: keepLine('trace'), debug: keepLine('debug'), log: keepLine('log'),
+    info: keepLine('info'), warn: keepLine('warn'), error: keepLine('error') };
+  const hls = new Hls({ ...HLS_CONFIG, autoStartLoad: false, debug });
   window.benchRendition = '';
   window.benchHls = hls;
   window.benchJumps = [];
@@ -194,7 +203,12 @@ window.startBench = async (url, detector) => {
     const recent = lags.filter((lag) => now - lag.at_ms < 3000).map((lag) => lag.late_ms);
     window.benchStallDetails.push({ at_ms: now, current_s: audio.currentTime, buffered: ranges,
       hls_latency_s: hls.latency, loads: loads.slice(),
-      main_thread_late_ms: Math.max(0, ...recent) });
+      main_thread_late_ms: Math.max(0, ...recent), hls_log: [] });
+    // hls.js's log from 4 s before the stall to 4 s after it
+    const detail = window.benchStallDetails[window.benchStallDetails.length - 1];
+    setTimeout(() => {
+      detail.hls_log = logLines.filter((line) => Math.abs(Number(line.split(' ')[0]) - now) < 4000);
+    }, 4000);
   });
   await context.resume();
   hls.loadSource(url);

@@ -8,7 +8,13 @@ export const HLS_CONFIG = {
   lowLatencyMode: true,
   maxLiveSyncPlaybackRate: 1.1,
   maxBufferLength: 12,
-  backBufferLength: 30,
+  // hls.js's own back-buffer trim (backBufferLength) races its part appends: a trim that lands
+  // between a part's append and its FRAG_BUFFERED drops the segment from hls.js's fragment
+  // tracker, and at that segment's end the player asks for no part for ~3 s (seen in
+  // bench/latency.py's stall_details with hls.js 1.7.4). With Infinity (hls.js's default) the
+  // browser evicts played media itself when its SourceBuffer quota fills (Chrome: 12 MiB of
+  // audio), so memory stays bounded without the race.
+  backBufferLength: Infinity,
   enableWorker: true,
   startFragPrefetch: true,
 };
