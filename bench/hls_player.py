@@ -214,7 +214,9 @@ window.startBench = async (url, detector) => {
   hls.loadSource(url);
   hls.attachMedia(audio);
   return {
-    config: HLS_CONFIG,
+    // as JSON allows it: Infinity (backBufferLength) as the string "Infinity"
+    config: JSON.parse(JSON.stringify(HLS_CONFIG,
+      (_key, value) => (value === Infinity ? 'Infinity' : value))),
     hls_version: Hls.version,
     sample_rate_hz: context.sampleRate,
     base_latency_s: context.baseLatency,
