@@ -149,6 +149,10 @@ window.startBench = async (url, detector) => {
       played_ms: playedMs,
       received_ms: receivedMs,
       hls_latency_s: hls.latency,
+      // where the buffer begins: moves on only when media is evicted (by the browser, since
+      // the page's backBufferLength is Infinity)
+      buffered_from_s: audio.buffered.length ? audio.buffered.start(0) : 0,
+      current_s: audio.currentTime,
       buffered_ahead_s: audio.buffered.length
         ? audio.buffered.end(audio.buffered.length - 1) - audio.currentTime : 0,
       playback_rate: audio.playbackRate,
@@ -264,12 +268,20 @@ class HlsPlayer:
 
     base_url: str
     players: int = 3
+    # Chromium's SourceBuffer quota for audio (its --mse-audio-buffer-size-limit-mb; 0: its own
+    # 12 MiB): a small one makes the browser evict played media within a short run
+    mse_audio_limit_mb: int = 0
     config_source: str = ""
     info: dict[str, Any] = field(default_factory=dict)
     _playwright: Any = None
     _browser: Any = None
     _pages: list[Any] = field(default_factory=list)
     _latencies: list[float] = field(default_factory=list)
+
+    def _chromium_args(self) -> list[str]:
+        if self.mse_audio_limit_mb <= 0:
+            return CHROMIUM_ARGS
+        return [*CHROMIUM_ARGS, f"--mse-audio-buffer-size-limit-mb={self.mse_audio_limit_mb}"]
 
     async def start(self, hls_url: str) -> None:
         from playwright.async_api import async_playwright
@@ -280,7 +292,7 @@ class HlsPlayer:
         )
         self._playwright = await async_playwright().start()
         self._browser = await self._playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=LAUNCH_TIMEOUT_MS
+            executable_path=str(CHROMIUM), args=self._chromium_args(), timeout=LAUNCH_TIMEOUT_MS
         )
         page_url = self.base_url + BENCH_PAGE_PATH
 

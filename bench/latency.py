@@ -100,6 +100,7 @@ class Listening:
         *,
         players: int,
         player_names: tuple[str, ...] = (),
+        mse_audio_limit_mb: int = 0,
     ) -> None:
         self.detectors = {
             name: OnsetDetector()
@@ -115,7 +116,7 @@ class Listening:
                 max_s=budget_s,
             ),
         }
-        self.player = HlsPlayer(base_url, players=players)
+        self.player = HlsPlayer(base_url, players=players, mse_audio_limit_mb=mse_audio_limit_mb)
         self.player_probes = {
             (name, path): PlayerProbe(space[key], player=name, max_s=budget_s)
             for name in player_names
@@ -194,7 +195,12 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             base_url = edge.url
             space = space | {"hls_url": space["hls_url"].replace(server.url, edge.url)}
         listening = Listening(
-            space, base_url, budget_s, players=args.hls_players, player_names=args.players
+            space,
+            base_url,
+            budget_s,
+            players=args.hls_players,
+            player_names=args.players,
+            mse_audio_limit_mb=args.mse_audio_limit_mb,
         )
         for stream in listening.streams.values():
             stream.start()
@@ -300,6 +306,13 @@ def _hls_figures(sent: list[Mark], heard: list[Heard], player: HlsPlayer) -> dic
             hls_js_latency_estimate_s=percentiles([m["hls_latency_s"] for m in page.marks]),
             hls_js_latency_when_playing_began_s=round(page.latency_when_playing_s, 3),
             buffered_ahead_at_marks_s=percentiles([m["buffered_ahead_s"] for m in page.marks]),
+            # how much played media the page still held at its last mark (the browser evicts
+            # the rest once its quota fills)
+            held_behind_at_last_mark_s=round(
+                page.marks[-1]["current_s"] - page.marks[-1]["buffered_from_s"], 2
+            )
+            if page.marks
+            else None,
             playback_rates_seen=sorted({m["playback_rate"] for m in page.marks}),
             stalls_total=len(page.stalls_at),
             jumps_to_live_s=[round(j, 3) for j in page.jumps_s],
@@ -425,6 +438,8 @@ def print_summary(result: dict[str, Any]) -> None:
     per_player = [p["played"]["latency_s"].get("p50") for p in hls["players"]]
     print(f"HLS p50 per player: {per_player}; stalls while marks played: ", end="")
     print(hls["stalls_while_marks_played"])
+    held = [p.get("held_behind_at_last_mark_s") for p in hls["players"]]
+    print(f"played media each page still held at its last mark (s): {held}")
     print(f"hls.js config from {hls['config_source']}: {hls['config']}")
     for name, by_path in paths["played_by_player_default_buffer"].items():
         if name == "versions":
@@ -473,6 +488,13 @@ def main() -> None:
         help="the edge's engine with --edge; varnish writes latency_edge_varnish.json",
     )
     parser.add_argument(
+        "--mse-audio-limit-mb",
+        type=int,
+        default=0,
+        help="Chromium's audio SourceBuffer quota in MB (0: its own, 12 MiB); a small one makes "
+        "the browser evict played media within the run, as it does in a long event",
+    )
+    parser.add_argument(
         "--label",
         default="",
         help="appended to the results' name (a 5-minute run: --label 5min, latency_5min.json)",
@@ -495,6 +517,7 @@ def main() -> None:
     result["niceness"] = niceness
     print_summary(result)
     result["through_edge"] = args.edge
+    result["mse_audio_limit_mb"] = args.mse_audio_limit_mb or None
     result["edge_engine"] = args.engine if args.edge else None
     name = NAME
     if args.edge:
