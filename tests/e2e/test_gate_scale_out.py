@@ -193,7 +193,12 @@ def test_redis_going_away_freezes_the_count_not_the_gate_or_the_program(
     try:
         space = origin.create_space("Redis away")
         asyncio.run(join_and_beat([gate_url], space["id"], 50))
-        assert wait_for_count(origin, space["id"], 50)["listeners"] == 50
+        # a HyperLogLog estimate of 50 listeners (49 or 51 when two ids share a register)
+        wait_for_count(origin, space["id"], 48)
+        time.sleep(2.0)  # every beat is in Redis: the worker's next reads give one figure
+        counted = httpx.get(space["state_url"]).json()
+        assert counted["stale"] is False, counted
+        assert within_3_sigma(counted["listeners"], 50), counted
 
         redis_server.stop(is_abrupt=True)
         joined = httpx.post(f"{gate_url}/api/v1/spaces/{space['id']}/join")
@@ -207,7 +212,7 @@ def test_redis_going_away_freezes_the_count_not_the_gate_or_the_program(
         time.sleep(1.5)
         frozen = httpx.get(space["state_url"]).json()
         assert frozen["stale"] is True, frozen
-        assert frozen["listeners"] == 50
+        assert frozen["listeners"] == counted["listeners"]
         playlist = httpx.get(space["hls_url"].replace("index.m3u8", "audio.m3u8"))
         first = playlist.text
         time.sleep(2.5)
