@@ -126,7 +126,15 @@ class OriginClient:
         return int(body["sessions_ended"])
 
     async def health(self) -> dict[str, Any]:
-        body: dict[str, Any] = await self._call("GET", "/internal/health", HEALTH_TIMEOUT_S)
+        """The origin's own report; OriginUnavailable when it does not answer, or answers that
+        its check failed (an error status)."""
+        try:
+            body: dict[str, Any] = await self._call("GET", "/internal/health", HEALTH_TIMEOUT_S)
+        except httpx.HTTPStatusError as error:
+            status = error.response.status_code
+            raise OriginUnavailable(
+                f"the origin's health check answered {status}", retry_after_s=2.0
+            ) from error
         return body
 
     async def metrics_text(self) -> str:
